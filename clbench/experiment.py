@@ -1,0 +1,42 @@
+"""From what a user names (a scenario, a learner reference, field overrides, a seed) to the
+resolved config of a run, and from a resolved config to its rows. The resolved config is
+what the run id hashes, so it holds everything that changes the result.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import clbench
+from clbench.config import field_values, make_learner
+from clbench.registry import load_object, resolve_reference, source_sha256
+
+
+def resolve(scenario: dict[str, Any], learner: str, overrides: dict[str, Any], seed: int,
+            where: str = "--set") -> dict[str, Any]:
+    """The resolved config: scenario config, learner class and every field value, seed, version."""
+    canonical = resolve_reference(learner)
+    cls = load_object(canonical)
+    instance = make_learner(cls, overrides, learner, where)
+    name = learner if ":" not in learner else cls.__name__.lower()
+    return {
+        "clbench_version": clbench.__version__,
+        "scenario": dict(scenario),
+        "learner": {"name": name, "class": canonical, "fields": field_values(instance),
+                    "source_sha256": source_sha256(canonical)},
+        "seed": int(seed),
+    }
+
+
+def instantiate(config: dict[str, Any]):
+    """The learner a resolved config describes, built from its recorded field values."""
+    cls = load_object(config["learner"]["class"])
+    return make_learner(cls, config["learner"]["fields"], config["learner"]["name"], "config")
+
+
+def execute(config: dict[str, Any], progress=None):
+    """Run a resolved config and return its `RunResult` (no I/O)."""
+    from clbench.runner import run
+    from clbench.scenario import build_scenario
+
+    scenario = build_scenario(config["scenario"])
+    return run(scenario, instantiate(config), config["seed"], progress=progress)

@@ -1,0 +1,158 @@
+"""The `Learner` protocol and `SGDLearner`, the optional base for gradient-trained learners.
+
+A learner is any object with `setup(spec, seed)`, `fit_task(task)` and
+`predict(x, task_id=None) -> logits`. Hyperparameters are dataclass fields; learned state is
+created in `setup`/`fit_task` and named with a trailing underscore. `predict` never changes
+the learner. `clbench.testing.check_learner` checks all of this on any class.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+
+from clbench.errors import UsageError
+from clbench.models import build_backbone, resolve_device
+from clbench.scenario import ScenarioSpec, Task
+
+
+@runtime_checkable
+class Learner(Protocol):
+    def setup(self, spec: ScenarioSpec, seed: int) -> None:
+        """Create the untrained state (the model) for a stream; called once, before row 0."""
+
+    def fit_task(self, task: Task) -> None:
+        """Learn from one task's training data (`task.x_train`, `task.y_train`)."""
+
+    def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
+        """Logits over the scenario's output units; must not change the learner."""
+
+
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class SGDLearner:
+    """Minibatch training of a backbone: `begin_task`, then per batch `loss`, backward and
+    step, then `end_task`. Subclasses override only what their method changes.
+
+    Training masks the logits of output units the learner may not use yet: units of classes
+    not seen so far (class_il), units of other tasks (task_il); domain_il uses all units.
+    """
+
+    backbone: str = "mlp"                 # backbone name (clbench.models.BACKBONES)
+    widths: tuple[int, ...] = (100, 100)  # hidden layer widths of the backbone
+    optimizer: str = "adam"               # "adam" or "sgd"
+    lr: float = 0.001                     # learning rate
+    momentum: float = 0.0                 # SGD momentum
+    weight_decay: float = 0.0             # L2 weight decay of the optimiser
+    epochs: int = 10                      # passes over each task's training data
+    batch_size: int = 32                  # training minibatch size
+    reset_optimizer: bool = True          # fresh optimiser state at every task start
+    device: str = "auto"                  # "auto" (CUDA if present), "cpu", "cuda", ...
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adam"):
+            raise UsageError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        for name in ("lr", "epochs", "batch_size"):
+            if not getattr(self, name) > 0:
+                raise UsageError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.momentum < 0 or self.weight_decay < 0:
+            raise UsageError("momentum and weight_decay must be non-negative")
+        self.widths = tuple(self.widths)
+
+    # -- state -------------------------------------------------------------------------------
+    def setup(self, spec: ScenarioSpec, seed: int) -> None:
+        self.spec_ = spec
+        self.device_ = resolve_device(self.device)
+        self.model_ = build_backbone(self.backbone, spec.input_shape, spec.n_outputs, self.widths)
+        self.model_.to(self.device_)
+        self.generator_ = torch.Generator().manual_seed(seed)
+        self.seen_units_ = torch.zeros(spec.n_outputs, dtype=torch.bool)
+        self.task_units_: dict[int, torch.Tensor] = {}
+        self.optimizer_ = self.make_optimizer()
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        params = self.model_.parameters()
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+
+    # -- training ----------------------------------------------------------------------------
+    def fit_task(self, task: Task) -> None:
+        self.begin_task(task)
+        self.model_.train()
+        for _ in range(self.epochs):
+            last = None
+            for x, y, mask in self.batches(task):
+                loss = self.loss(x, y, mask)
+                self.optimizer_.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer_.step()
+                last = loss.detach()
+            if last is not None and not math.isfinite(last.item()):
+                raise DivergenceError(f"training loss became {last.item()} on task {task.task_id}")
+        self.end_task(task)
+
+    def begin_task(self, task: Task) -> None:
+        """Move the task's data to the device and record which output units it uses."""
+        units = torch.zeros(self.spec_.n_outputs, dtype=torch.bool)
+        units[list(task.classes)] = True
+        self.task_units_[task.task_id] = units
+        self.seen_units_ |= units
+        self.x_ = task.x_train.to(self.device_)
+        self.y_ = task.y_train.to(self.device_)
+        self.mask_ = self.logit_mask(torch.full((1,), task.task_id))
+        if self.reset_optimizer:
+            self.optimizer_ = self.make_optimizer()
+
+    def end_task(self, task: Task) -> None:
+        """Hook for work after a task (a penalty, a buffer); frees the task's data by default."""
+        del self.x_, self.y_
+
+    def batches(self, task: Task) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """Shuffled minibatches (x, y, logit mask) of the current task as tensor slices."""
+        for x, y in self.shuffled(self.x_, self.y_):
+            yield x, y, self.mask_
+
+    def shuffled(self, *tensors: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
+        n = len(tensors[0])
+        order = torch.randperm(n, generator=self.generator_).to(tensors[0].device)
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            yield tuple(t[idx] for t in tensors)
+
+    def logit_mask(self, task_ids: torch.Tensor) -> torch.Tensor | None:
+        """Additive logit mask (0 or -inf) per row for the given task ids; None if nothing is masked."""
+        protocol = self.spec_.protocol
+        if protocol == "domain_il":
+            return None
+        if protocol == "class_il":
+            allowed = self.seen_units_.expand(len(task_ids), -1)
+        else:
+            allowed = torch.stack([self.task_units_[int(t)] for t in task_ids])
+        if bool(allowed.all()):
+            return None
+        zeros = torch.zeros(allowed.shape, device=self.device_)
+        return zeros.masked_fill(~allowed.to(self.device_), float("-inf"))
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The training loss of one batch; `mask` is added to the logits (see `logit_mask`)."""
+        logits = self.model_(x)
+        if mask is not None:
+            logits = logits + mask
+        return F.cross_entropy(logits, y)
+
+    # -- evaluation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
+        was_training = self.model_.training
+        self.model_.eval()
+        try:
+            return self.model_(x.to(self.device_))
+        finally:
+            self.model_.train(was_training)

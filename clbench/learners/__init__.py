@@ -1,0 +1,1 @@
+"""Built-in learners, one readable file each. Resolve them by name with `clbench.registry`."""

@@ -1,0 +1,111 @@
+"""Elastic Weight Consolidation, with a penalty per task or online.
+
+Kirkpatrick et al. 2017, "Overcoming catastrophic forgetting in neural networks" (PNAS);
+online EWC: Schwarz et al. 2018, "Progress & Compress" (ICML).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+
+from clbench.errors import UsageError
+from clbench.learner import SGDLearner
+from clbench.scenario import Task
+
+FISHER_LABELS = ("sample", "argmax", "true")
+
+
+@dataclass
+class EWC(SGDLearner):
+    """EWC: a quadratic penalty keeps weights that mattered for earlier tasks near their values.
+
+    After each task the diagonal Fisher information F is estimated at the learned weights θ*;
+    training on later tasks adds (lam / 2) · Σ_i F_i (θ_i − θ*_i)². With `online=False` every
+    task keeps its own penalty (Kirkpatrick et al. 2017); with `online=True` one running Fisher
+    F ← gamma · F + F_task anchored at the latest weights is kept (Schwarz et al. 2018).
+    """
+
+    lam: float = 100.0               # penalty strength λ
+    online: bool = False             # one running penalty (online EWC) instead of one per task
+    gamma: float = 1.0               # online EWC: decay of the running Fisher, in (0, 1]
+    fisher_samples: int = 256        # training samples used to estimate F (0 = all of the task)
+    fisher_labels: str = "sample"    # labels for F: "sample" from the model's prediction (the true
+                                     # Fisher), its "argmax", or the "true" labels (empirical Fisher)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lam < 0:
+            raise UsageError(f"lam must be non-negative, got {self.lam}")
+        if not 0 < self.gamma <= 1:
+            raise UsageError(f"gamma must be in (0, 1], got {self.gamma}")
+        if self.fisher_samples < 0:
+            raise UsageError(f"fisher_samples must be >= 0 (0 = all), got {self.fisher_samples}")
+        if self.fisher_labels not in FISHER_LABELS:
+            raise UsageError(f"fisher_labels must be one of {', '.join(FISHER_LABELS)}, got {self.fisher_labels!r}")
+
+    def setup(self, spec, seed: int) -> None:
+        super().setup(spec, seed)
+        # The penalty Σ F (θ − θ*)², summed over tasks, is kept as Σ F θ² − 2 θ·Σ F θ* + Σ F θ*²,
+        # so a training step costs the same however many tasks came before.
+        self.fisher_: dict[str, torch.Tensor] = {}     # Σ_t F_t (online: the running Fisher)
+        self.anchor_: dict[str, torch.Tensor] = {}     # Σ_t F_t θ*_t
+        self.constant_ = torch.zeros((), device=self.device_)  # Σ_t F_t θ*_t²
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        loss = super().loss(x, y, mask)
+        if self.fisher_ and self.lam > 0:
+            loss = loss + 0.5 * self.lam * self.penalty()
+        return loss
+
+    def penalty(self) -> torch.Tensor:
+        total = self.constant_
+        for name, p in self.model_.named_parameters():
+            total = total + (self.fisher_[name] * p * p).sum() - 2 * (self.anchor_[name] * p).sum()
+        return total
+
+    def end_task(self, task: Task) -> None:
+        fisher = self.estimate_fisher()
+        theta = {n: p.detach().clone() for n, p in self.model_.named_parameters()}
+        if self.online:
+            self.fisher_ = {n: self.gamma * self.fisher_.get(n, 0.0) + f for n, f in fisher.items()}
+            self.anchor_ = {n: self.fisher_[n] * theta[n] for n in theta}
+            self.constant_ = sum((self.fisher_[n] * theta[n] ** 2).sum() for n in theta)
+        else:
+            for n, f in fisher.items():
+                self.fisher_[n] = self.fisher_.get(n, 0.0) + f
+                self.anchor_[n] = self.anchor_.get(n, 0.0) + f * theta[n]
+                self.constant_ = self.constant_ + (f * theta[n] ** 2).sum()
+        super().end_task(task)
+
+    def estimate_fisher(self) -> dict[str, torch.Tensor]:
+        """Diagonal Fisher: the mean over samples of the squared per-sample gradient of log p(label|x)."""
+        n = len(self.x_)
+        if self.fisher_samples and self.fisher_samples < n:
+            idx = torch.randperm(n, generator=self.generator_)[: self.fisher_samples].to(self.device_)
+            x, y = self.x_[idx], self.y_[idx]
+        else:
+            x, y = self.x_, self.y_
+        params = {n: p.detach() for n, p in self.model_.named_parameters()}
+        mask = self.mask_ if self.mask_ is not None else torch.zeros((), device=self.device_)
+        with torch.no_grad():
+            logits = self.model_(x) + mask
+            if self.fisher_labels == "sample":
+                gen = self.generator_
+                y = torch.multinomial(F.softmax(logits, 1).cpu(), 1, generator=gen).squeeze(1).to(self.device_)
+            elif self.fisher_labels == "argmax":
+                y = logits.argmax(1)
+
+        def log_likelihood(p, xi, yi):
+            out = functional_call(self.model_, p, (xi.unsqueeze(0),)) + mask
+            return -F.cross_entropy(out, yi.unsqueeze(0))
+
+        fisher = {name: torch.zeros_like(p) for name, p in params.items()}
+        per_sample_grad = vmap(grad(log_likelihood), in_dims=(None, 0, 0))
+        for start in range(0, len(x), 256):
+            grads = per_sample_grad(params, x[start:start + 256], y[start:start + 256])
+            for name, g in grads.items():
+                fisher[name] += (g ** 2).sum(0)
+        return {name: f / len(x) for name, f in fisher.items()}

@@ -1,0 +1,104 @@
+"""Experience replay with a fixed-size memory buffer.
+
+Chaudhry et al. 2019, "On Tiny Episodic Memories in Continual Learning" (ER); reservoir
+sampling: Vitter 1985, "Random sampling with a reservoir".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from clbench.errors import UsageError
+from clbench.learner import SGDLearner
+from clbench.scenario import Task
+
+
+@dataclass
+class Replay(SGDLearner):
+    """Experience replay: every training batch is joined by a batch drawn from a memory of past
+    samples. The memory holds at most `buffer_size` samples, filled by reservoir sampling over
+    everything seen (each sample equally likely to be kept) or, with `class_balanced`, an equal
+    share per class seen so far. The memory is kept as tensors on the training device.
+    """
+
+    buffer_size: int = 200           # samples in memory
+    class_balanced: bool = False     # equal share per class instead of reservoir sampling
+    replay_batch_size: int = 0       # memory samples per batch (0 = the same as batch_size)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.buffer_size < 0 or self.replay_batch_size < 0:
+            raise UsageError("buffer_size and replay_batch_size must be non-negative")
+
+    def setup(self, spec, seed: int) -> None:
+        super().setup(spec, seed)
+        shape = (0, *spec.input_shape)
+        self.buffer_x_ = torch.empty(shape, device=self.device_)
+        self.buffer_y_ = torch.empty(0, dtype=torch.long, device=self.device_)
+        self.buffer_task_ = torch.empty(0, dtype=torch.long)
+        self.n_seen_ = 0
+
+    def begin_task(self, task: Task) -> None:
+        super().begin_task(task)
+        self.buffer_mask_ = self.logit_mask(self.buffer_task_) if len(self.buffer_task_) else None
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        n_memory = len(self.buffer_y_)
+        if n_memory == 0:
+            return super().loss(x, y, mask)
+        k = self.replay_batch_size or self.batch_size
+        idx = torch.randint(n_memory, (k,), generator=self.generator_).to(self.device_)
+        logits = self.model_(torch.cat([x, self.buffer_x_[idx]]))
+        if mask is not None or self.buffer_mask_ is not None:
+            no_mask = torch.zeros(1, logits.shape[1], device=self.device_)
+            current = (no_mask if mask is None else mask).expand(len(x), -1)
+            memory = no_mask.expand(k, -1) if self.buffer_mask_ is None else self.buffer_mask_[idx]
+            logits = logits + torch.cat([current, memory])
+        return F.cross_entropy(logits, torch.cat([y, self.buffer_y_[idx]]))
+
+    def end_task(self, task: Task) -> None:
+        task_ids = torch.full((len(self.y_),), task.task_id, dtype=torch.long)
+        if self.class_balanced:
+            self._balance(self.x_, self.y_, task_ids)
+        else:
+            self._reservoir(self.x_, self.y_, task_ids)
+        super().end_task(task)
+
+    def _reservoir(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor) -> None:
+        """Offer each new sample to the memory in turn; sample number k is kept with probability size/k."""
+        free = max(0, self.buffer_size - len(self.buffer_y_))
+        take = min(free, len(y))
+        self._append(x[:take], y[:take], task_ids[:take])
+        for i in range(take, len(y)):
+            slot = int(torch.randint(self.n_seen_ + i + 1, (1,), generator=self.generator_))
+            if slot < self.buffer_size:
+                self.buffer_x_[slot], self.buffer_y_[slot] = x[i], y[i]
+                self.buffer_task_[slot] = task_ids[i]
+        self.n_seen_ += len(y)
+
+    def _balance(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor) -> None:
+        """Keep an equal number of samples per class seen so far (old ones truncated, new ones drawn)."""
+        self._append(x, y, task_ids)
+        classes = torch.unique(self.buffer_y_)
+        quota = self.buffer_size // len(classes)
+        keep = []
+        for c in classes:
+            members = torch.nonzero(self.buffer_y_ == c).squeeze(1)
+            if len(members) > quota:
+                is_new = self.buffer_task_[members.cpu()] == task_ids[0]
+                if bool(is_new.all()):  # a class of this task: a random subset
+                    members = members[torch.randperm(len(members), generator=self.generator_)[:quota].to(members.device)]
+                else:  # an old class shrinks to its new share
+                    members = members[:quota]
+            keep.append(members)
+        idx = torch.cat(keep).sort().values
+        self.buffer_x_, self.buffer_y_ = self.buffer_x_[idx], self.buffer_y_[idx]
+        self.buffer_task_ = self.buffer_task_[idx.cpu()]
+        self.n_seen_ += len(y)
+
+    def _append(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor) -> None:
+        self.buffer_x_ = torch.cat([self.buffer_x_, x])
+        self.buffer_y_ = torch.cat([self.buffer_y_, y])
+        self.buffer_task_ = torch.cat([self.buffer_task_, task_ids])

@@ -1,0 +1,157 @@
+"""Names to objects: short names for built-ins, `package.module:Class`, `path/to/file.py:Class`,
+and the `clbench.learners` entry-point group. Nothing here imports torch, so `clbench list`
+stays fast: descriptions are read from source files without importing them.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import hashlib
+import importlib
+import importlib.util
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Iterable
+
+from clbench.errors import UsageError
+
+BUILTIN_LEARNERS = {
+    "finetune": "clbench.learners.finetune:Finetune",
+    "joint": "clbench.learners.joint:Joint",
+    "ewc": "clbench.learners.ewc:EWC",
+    "replay": "clbench.learners.replay:Replay",
+}
+
+# Named scenarios: a builder from clbench.scenario, its dataset and arguments, and a default protocol.
+NAMED_SCENARIOS: dict[str, dict[str, Any]] = {
+    "split-digits": {"builder": "split", "dataset": "digits", "n_tasks": 5, "protocol": "class_il"},
+    "permuted-digits": {"builder": "permuted", "dataset": "digits", "n_tasks": 5, "protocol": "domain_il"},
+}
+
+ENTRY_POINT_GROUP = "clbench.learners"
+PROTOCOLS = ("class_il", "task_il", "domain_il")
+
+
+def unknown_name_error(kind: str, name: str, known: Iterable[str], context: str = "") -> UsageError:
+    """An error for an unknown `name` that suggests the closest known names and lists them all."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return UsageError(f"unknown {kind} {name!r}{context}{hint} (valid: {', '.join(known)})")
+
+
+def learner_names() -> dict[str, str]:
+    """Every learner short name and the `module:Class` it stands for, entry points included."""
+    names = dict(BUILTIN_LEARNERS)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        names.setdefault(ep.name, ep.value)
+    return names
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    target, sep, attr = ref.rpartition(":")
+    if not sep or not target or not attr:
+        raise UsageError(f"learner reference {ref!r} must be a short name, 'package.module:Class' "
+                         f"or 'path/to/file.py:Class'")
+    return target, attr
+
+
+def _is_file_ref(target: str) -> bool:
+    return target.endswith(".py")
+
+
+def resolve_reference(ref: str) -> str:
+    """The canonical `module:Class` or `/abs/path.py:Class` for a short name or reference."""
+    names = learner_names()
+    if ref in names:
+        return names[ref]
+    if ":" not in ref:
+        raise unknown_name_error("learner", ref, names)
+    target, attr = _split_ref(ref)
+    if _is_file_ref(target):
+        path = Path(target).expanduser().resolve()
+        if not path.is_file():
+            raise UsageError(f"learner file not found: {target} (in {ref!r})")
+        return f"{path}:{attr}"
+    return ref
+
+
+def load_object(ref: str) -> Any:
+    """Import what a `module:Object` or `file.py:Object` reference names."""
+    target, attr = _split_ref(ref)
+    if _is_file_ref(target):
+        module = _import_file(Path(target))
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as err:
+            raise UsageError(f"cannot import module {target!r} (from {ref!r}): {err}") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        public = [n for n in vars(module) if not n.startswith("_")]
+        raise unknown_name_error(f"object in {target}", attr, public) from None
+
+
+def _import_file(path: Path) -> Any:
+    name = "clbench_user_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def load_learner(ref: str) -> type:
+    """The learner class for a short name, `module:Class` or `file.py:Class`."""
+    return load_object(resolve_reference(ref))
+
+
+def source_sha256(canonical_ref: str) -> str | None:
+    """Hash of a user file learner's source, so that editing the file gives new run ids."""
+    target, _ = _split_ref(canonical_ref)
+    if not _is_file_ref(target):
+        return None
+    return hashlib.sha256(Path(target).read_bytes()).hexdigest()
+
+
+def describe(ref: str) -> str:
+    """The first line of a learner class's docstring, read from its source without importing it."""
+    target, attr = _split_ref(ref)
+    if _is_file_ref(target):
+        path: str | None = target
+    else:
+        try:
+            spec = importlib.util.find_spec(target)
+        except (ImportError, ValueError):
+            spec = None
+        path = spec.origin if spec else None
+    if not path or not Path(path).is_file():
+        return ""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == attr:
+            paragraph = " ".join((ast.get_docstring(node) or "").split("\n\n")[0].split())
+            return paragraph.split(". ")[0].rstrip(".")
+    return ""
+
+
+def scenario_config(name: str, protocol: str | None = None) -> dict[str, Any]:
+    """The builder config of a named scenario, with its protocol (or the one given)."""
+    if name not in NAMED_SCENARIOS:
+        raise unknown_name_error("scenario", name, NAMED_SCENARIOS)
+    config = {"name": name, **NAMED_SCENARIOS[name]}
+    if protocol is not None:
+        if protocol not in PROTOCOLS:
+            raise unknown_name_error("protocol", protocol, PROTOCOLS)
+        config["protocol"] = protocol
+    return config

@@ -1,0 +1,131 @@
+"""Runs on disk. A run directory holds `run.json` (the resolved config, its id, the environment
+and the status) and `rows.csv` (one tidy row per after_task × eval_task). The run id is a short
+hash of the resolved config, so a finished run is found and reused, never overwritten. A run is
+written into a temporary directory and renamed into place, so a crash never leaves a
+half-written run that looks finished.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROW_FIELDS = ("after_task", "eval_task", "accuracy", "n_samples", "train_seconds", "eval_seconds")
+RUN_FILE = "run.json"
+ROWS_FILE = "rows.csv"
+
+
+def run_id(config: dict[str, Any]) -> str:
+    """A 12-hex-digit hash of the resolved config (canonical JSON)."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def run_dir_name(config: dict[str, Any], rid: str) -> str:
+    """A readable directory name that ends in the run id: learner-scenario-protocol-seed-id."""
+    scenario = config["scenario"]
+    return f"{config['learner']['name']}-{scenario['name']}-{scenario['protocol']}-s{config['seed']}-{rid}"
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> dict[str, Any]:
+    """Versions and git revision recorded with every run (not part of the run id)."""
+    versions = {"python": platform.python_version()}
+    for package in ("clbench", "torch", "numpy", "scikit-learn"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {"versions": versions, "git_revision": _git_revision(), "platform": platform.platform(),
+            "hostname": platform.node()}
+
+
+def _git_revision() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def find_run(root: Path, rid: str) -> Path | None:
+    """The finished run directory with this id under `root`, or None."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    for path in root.glob(f"*-{rid}"):
+        if (path / RUN_FILE).is_file():
+            return path
+    return None
+
+
+def write_run(root: Path, config: dict[str, Any], rows: list[dict], status: str = "ok",
+              extra: dict[str, Any] | None = None) -> Path:
+    """Write a run atomically under `root` and return its directory (replacing a failed one)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rid = run_id(config)
+    final = root / run_dir_name(config, rid)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{rid}-", dir=root))
+    try:
+        record = {"run_id": rid, "status": status, "config": config, "environment": environment(), **(extra or {})}
+        (tmp / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        with open(tmp / ROWS_FILE, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=ROW_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        for path in (tmp / RUN_FILE, tmp / ROWS_FILE):
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():
+            old = final.with_name(f".old-{final.name}-{os.getpid()}")
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_run(path: Path) -> tuple[dict[str, Any], list[dict]]:
+    """(the run record, its rows with numbers parsed) of a run directory."""
+    path = Path(path)
+    record = json.loads((path / RUN_FILE).read_text())
+    rows = []
+    with open(path / ROWS_FILE, newline="") as fh:
+        for row in csv.DictReader(fh):
+            rows.append({"after_task": int(row["after_task"]), "eval_task": int(row["eval_task"]),
+                         "accuracy": float(row["accuracy"]), "n_samples": int(row["n_samples"]),
+                         "train_seconds": float(row["train_seconds"]), "eval_seconds": float(row["eval_seconds"])})
+    return record, rows
+
+
+def matrix_from_rows(rows: list[dict]) -> np.ndarray:
+    """The accuracy matrix R of shape (T+1, T): R[i, j-1] = accuracy on task j after task i."""
+    n_tasks = max(r["eval_task"] for r in rows)
+    matrix = np.full((n_tasks + 1, n_tasks), np.nan)
+    for r in rows:
+        matrix[r["after_task"], r["eval_task"] - 1] = r["accuracy"]
+    if np.isnan(matrix).any():
+        raise ValueError(f"rows do not fill the ({n_tasks + 1}, {n_tasks}) accuracy matrix")
+    return matrix
+

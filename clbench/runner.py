@@ -1,0 +1,95 @@
+"""`run(scenario, learner, seed)`: train task by task and evaluate every task after every task.
+
+Row 0 of the accuracy matrix is the untrained learner; row i follows training on task i. Every
+task is evaluated at every row, future ones included (forward transfer needs them). Accuracy is
+computed here from the learner's logits, so learners never write accuracy code. In `task_il`
+the logits are restricted to the evaluated task's output units. No I/O.
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from clbench.learner import Learner
+from clbench.scenario import Scenario, Task
+
+EVAL_BATCH_SIZE = 1024
+
+
+@dataclass
+class RunResult:
+    """Tidy rows, one per (after_task, eval_task), with accuracy, sample count and timings."""
+
+    rows: list[dict]
+
+    @property
+    def n_tasks(self) -> int:
+        return max(r["eval_task"] for r in self.rows)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        from clbench.results import matrix_from_rows
+
+        return matrix_from_rows(self.rows)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+@torch.no_grad()
+def accuracy(learner: Learner, task: Task) -> tuple[float, int]:
+    """Fraction of the task's test samples whose arg-max logit is the label (task_il: within the task's units)."""
+    units = torch.tensor(task.classes) if task.protocol == "task_il" else None
+    correct = 0
+    for start in range(0, len(task.y_test), EVAL_BATCH_SIZE):
+        x = task.x_test[start:start + EVAL_BATCH_SIZE]
+        y = task.y_test[start:start + EVAL_BATCH_SIZE]
+        logits = learner.predict(x, task_id=task.known_task_id).cpu()
+        if units is not None:
+            pred = units[logits[:, units].argmax(1)]
+        else:
+            pred = logits.argmax(1)
+        correct += int((pred == y).sum())
+    return correct / len(task.y_test), len(task.y_test)
+
+
+def run(scenario: Scenario, learner: Learner, seed: int,
+        progress: Callable[[int, list[dict]], None] | None = None) -> RunResult:
+    """Run `learner` through `scenario` with everything seeded by `seed`; return the tidy rows.
+
+    `progress(after_task, rows_of_that_row)` is called after each row, for a live display.
+    """
+    seed_everything(seed)
+    learner.setup(scenario.spec, seed)
+    rows: list[dict] = []
+    for after_task in range(len(scenario) + 1):
+        train_seconds = 0.0
+        if after_task > 0:
+            _sync()
+            start = time.perf_counter()
+            learner.fit_task(scenario[after_task - 1].for_training())
+            _sync()
+            train_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        results = [accuracy(learner, task) for task in scenario]
+        eval_seconds = time.perf_counter() - start
+        new = [{"after_task": after_task, "eval_task": j + 1, "accuracy": acc, "n_samples": n,
+                "train_seconds": train_seconds, "eval_seconds": eval_seconds}
+               for j, (acc, n) in enumerate(results)]
+        rows += new
+        if progress is not None:
+            progress(after_task, new)
+    return RunResult(rows)

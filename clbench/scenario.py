@@ -1,0 +1,208 @@
+"""Tasks and scenarios, and the builders that cut a dataset into a task stream.
+
+A setting is a field value, not a subclass: the same builder gives class-, task- or
+domain-incremental streams (van de Ven, Tuytelaars & Tolias 2022, "Three types of incremental
+learning") through `protocol`. Labels are stored in the output space of the protocol:
+
+- `class_il`: one output unit per class of the whole stream; nothing tells the learner the task.
+- `task_il`:  the same output units, but the task id is known and evaluation only compares the
+  units of that task (a multi-headed output).
+- `domain_il`: one set of output units shared by all tasks (labels are positions within a task).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, overload
+
+import numpy as np
+import torch
+
+from clbench.data import ArrayDataset, load
+from clbench.errors import UsageError
+from clbench.registry import PROTOCOLS
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """What a learner may know about a stream before it starts: shapes, sizes and the protocol."""
+
+    n_tasks: int
+    n_outputs: int
+    input_shape: tuple[int, ...]
+    protocol: str
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """One task of a stream. `classes` are the output units its labels use.
+
+    Learners receive the task through `for_training()`, which drops the test split, so a
+    learner cannot look at test data even by mistake.
+    """
+
+    task_id: int
+    protocol: str
+    classes: tuple[int, ...]
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
+    source_classes: tuple[int, ...] = ()  # the dataset's own class ids behind `classes`
+
+    @property
+    def known_task_id(self) -> int | None:
+        """The task id where the protocol reveals it (task_il), else None."""
+        return self.task_id if self.protocol == "task_il" else None
+
+    def for_training(self) -> "Task":
+        return replace(self, x_test=None, y_test=None)
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario(Sequence):
+    """An ordered, re-iterable, sliceable sequence of tasks plus its protocol and output size."""
+
+    name: str
+    protocol: str
+    n_outputs: int
+    tasks: tuple[Task, ...]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> ScenarioSpec:
+        return ScenarioSpec(len(self.tasks), self.n_outputs, tuple(self.tasks[0].x_train.shape[1:]),
+                            self.protocol)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    @overload
+    def __getitem__(self, index: int) -> Task: ...
+    @overload
+    def __getitem__(self, index: slice) -> "Scenario": ...
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return replace(self, tasks=self.tasks[index])
+        return self.tasks[index]
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks)
+
+
+def _check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"unknown protocol {protocol!r} (valid: {', '.join(PROTOCOLS)})")
+
+
+def _tensor(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def split(dataset: ArrayDataset, n_tasks: int, protocol: str = "class_il",
+          class_order: Sequence[int] | None = None, order_seed: int | None = None,
+          name: str = "split") -> Scenario:
+    """Classes into tasks: task t holds the t-th group of `class_order`.
+
+    The class order is given explicitly, drawn from `order_seed`, or else the natural order
+    0, 1, ..., K-1. Output unit k is the k-th class of that order, so each task owns a block
+    of units.
+    """
+    _check_protocol(protocol)
+    n_classes = dataset.n_classes
+    if class_order is not None:
+        order = [int(c) for c in class_order]
+        if sorted(order) != list(range(n_classes)):
+            raise UsageError(f"class_order must be a permutation of 0..{n_classes - 1}, got {order}")
+    elif order_seed is not None:
+        order = np.random.default_rng(order_seed).permutation(n_classes).tolist()
+    else:
+        order = list(range(n_classes))
+    if not 1 <= n_tasks <= n_classes:
+        raise UsageError(f"n_tasks must be between 1 and {n_classes} for {dataset.name}, got {n_tasks}")
+    groups = [list(map(int, g)) for g in np.array_split(order, n_tasks)]
+    if protocol == "domain_il" and len({len(g) for g in groups}) != 1:
+        raise UsageError(f"domain_il needs the same number of classes in every task; "
+                         f"{n_classes} classes do not split into {n_tasks} equal tasks")
+    unit_of = {c: u for u, c in enumerate(order)}
+    tasks, first_unit = [], 0
+    for t, group in enumerate(groups):
+        if protocol == "domain_il":
+            label_of = {c: i for i, c in enumerate(group)}
+            units = tuple(range(len(group)))
+        else:
+            label_of = {c: unit_of[c] for c in group}
+            units = tuple(range(first_unit, first_unit + len(group)))
+        first_unit += len(group)
+        lookup = np.full(n_classes, -1, dtype=np.int64)
+        for c, label in label_of.items():
+            lookup[c] = label
+        tr = np.isin(dataset.y_train, group)
+        te = np.isin(dataset.y_test, group)
+        tasks.append(Task(t, protocol, units,
+                          _tensor(dataset.x_train[tr]), _tensor(lookup[dataset.y_train[tr]]),
+                          _tensor(dataset.x_test[te]), _tensor(lookup[dataset.y_test[te]]),
+                          source_classes=tuple(group)))
+    n_outputs = len(groups[0]) if protocol == "domain_il" else n_classes
+    config = {"builder": "split", "dataset": dataset.name, "n_tasks": n_tasks, "protocol": protocol,
+              "class_order": order}
+    return Scenario(name, protocol, n_outputs, tuple(tasks), config)
+
+
+def permuted(dataset: ArrayDataset, n_tasks: int, protocol: str = "domain_il", perm_seed: int = 0,
+             first_identity: bool = True, name: str = "permuted") -> Scenario:
+    """Every task holds all classes with its own fixed pixel permutation (drawn from `perm_seed`).
+
+    The first task keeps the original pixel order unless `first_identity=False`. Under
+    `class_il` and `task_il` each task gets its own block of output units (task t, class c ->
+    unit t*K + c); under `domain_il` all tasks share the K units.
+    """
+    _check_protocol(protocol)
+    if n_tasks < 1:
+        raise UsageError(f"n_tasks must be at least 1, got {n_tasks}")
+    k = dataset.n_classes
+    n_pixels = int(np.prod(dataset.input_shape))
+    rng = np.random.default_rng(perm_seed)
+    tasks = []
+    for t in range(n_tasks):
+        perm = np.arange(n_pixels) if (t == 0 and first_identity) else rng.permutation(n_pixels)
+        offset = 0 if protocol == "domain_il" else t * k
+
+        def permute(x: np.ndarray) -> torch.Tensor:
+            return _tensor(x.reshape(len(x), -1)[:, perm].reshape(x.shape))
+
+        tasks.append(Task(t, protocol, tuple(range(offset, offset + k)),
+                          permute(dataset.x_train), _tensor(dataset.y_train + offset),
+                          permute(dataset.x_test), _tensor(dataset.y_test + offset),
+                          source_classes=tuple(range(k))))
+    n_outputs = k if protocol == "domain_il" else n_tasks * k
+    config = {"builder": "permuted", "dataset": dataset.name, "n_tasks": n_tasks, "protocol": protocol,
+              "perm_seed": perm_seed, "first_identity": first_identity}
+    return Scenario(name, protocol, n_outputs, tuple(tasks), config)
+
+
+BUILDERS = {"split": split, "permuted": permuted}
+
+
+def build_scenario(config: dict[str, Any]) -> Scenario:
+    """A scenario from its config: `builder`, `dataset`, the builder's arguments, `protocol`,
+    and optionally `eval_split="val"` to evaluate on a held-out part of the training data."""
+    from clbench.registry import unknown_name_error
+
+    config = dict(config)
+    builder_name = config.pop("builder", None)
+    if builder_name not in BUILDERS:
+        raise unknown_name_error("scenario builder", str(builder_name), BUILDERS)
+    dataset = load(config.pop("dataset", "digits"))
+    eval_split = config.pop("eval_split", "test")
+    if eval_split == "val":
+        dataset = dataset.validation()
+    elif eval_split != "test":
+        raise UsageError(f"eval_split must be 'test' or 'val', got {eval_split!r}")
+    name = config.pop("name", builder_name)
+    try:
+        scenario = BUILDERS[builder_name](dataset, name=name, **config)
+    except TypeError as err:
+        raise UsageError(f"bad arguments for scenario builder {builder_name!r}: {err}") from None
+    scenario.config.update(name=name, eval_split=eval_split)
+    return scenario

@@ -1,0 +1,172 @@
+"""`check_learner`: the conformance battery any learner can run on itself, in the spirit of
+scikit-learn's `check_estimator`. It checks the contract of `clbench.learner`: fields as
+hyperparameters, no learned state at construction, logits of the right shape, a `predict` that
+is deterministic and changes nothing, evaluation that cannot influence training, determinism
+for a seed, and above-chance learning under all three protocols.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from clbench.registry import PROTOCOLS
+from clbench.runner import accuracy, run, seed_everything
+from clbench.scenario import Scenario, build_scenario
+
+CHECK_TASKS = 3
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+def check_scenario(protocol: str) -> Scenario:
+    """The small stream the battery runs on: the first three tasks of split-digits."""
+    return build_scenario({"builder": "split", "dataset": "digits", "n_tasks": 5,
+                           "protocol": protocol, "name": "check-digits"})[:CHECK_TASKS]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Deep equality of learner state: tensors, modules, optimisers and generators included."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+                and a.dtype == b.dtype and torch.equal(a.cpu(), b.cpu()))
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and np.array_equal(a, b)
+    if isinstance(a, torch.nn.Module):
+        return isinstance(b, torch.nn.Module) and a.training == b.training and _same(a.state_dict(), b.state_dict())
+    if isinstance(a, torch.optim.Optimizer):
+        return isinstance(b, torch.optim.Optimizer) and _same(a.state_dict(), b.state_dict())
+    if isinstance(a, torch.Generator):
+        return isinstance(b, torch.Generator) and torch.equal(a.get_state(), b.get_state())
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if hasattr(a, "__dict__") and not isinstance(a, type):
+        return type(a) is type(b) and _same(vars(a), vars(b))
+    try:
+        return bool(a == b)
+    except Exception:
+        return a is b
+
+
+def _snapshot(learner: Any) -> dict:
+    return copy.deepcopy(vars(learner))
+
+
+def _check_interface(make: Callable[[], Any]) -> CheckResult:
+    learner = make()
+    missing = [m for m in ("setup", "fit_task", "predict") if not callable(getattr(learner, m, None))]
+    if missing:
+        return CheckResult("interface", False, f"missing methods: {', '.join(missing)}")
+    return CheckResult("interface", True, "setup, fit_task and predict exist")
+
+
+def _check_fields(make: Callable[[], Any]) -> CheckResult:
+    learner = make()
+    if not dataclasses.is_dataclass(learner):
+        return CheckResult("hyperparameters_are_fields", False,
+                           "not a dataclass: hyperparameters must be dataclass fields with defaults "
+                           "(so --set and suite files can set them)")
+    no_default = [f.name for f in dataclasses.fields(learner)
+                  if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if no_default:
+        return CheckResult("hyperparameters_are_fields", False, f"fields without defaults: {no_default}")
+    return CheckResult("hyperparameters_are_fields", True, f"{len(dataclasses.fields(learner))} fields")
+
+
+def _check_no_state_at_construction(make: Callable[[], Any]) -> CheckResult:
+    state = [k for k in vars(make()) if k.endswith("_") and not k.startswith("__")]
+    if state:
+        return CheckResult("no_learned_state_at_construction", False, f"attributes set in __init__: {state}")
+    return CheckResult("no_learned_state_at_construction", True, "")
+
+
+def _check_predict(make: Callable[[], Any], scenario: Scenario) -> list[CheckResult]:
+    learner = make()
+    seed_everything(0)
+    learner.setup(scenario.spec, 0)
+    learner.fit_task(scenario[0].for_training())
+    task = scenario[0]
+    x = task.x_test[:16]
+    before = _snapshot(learner)
+    first = learner.predict(x, task_id=task.known_task_id)
+    second = learner.predict(x, task_id=task.known_task_id)
+    results = []
+    shape_ok = (isinstance(first, torch.Tensor) and tuple(first.shape) == (len(x), scenario.n_outputs)
+                and first.is_floating_point() and bool(torch.isfinite(first).all()))
+    got = tuple(first.shape) if isinstance(first, torch.Tensor) else type(first).__name__
+    results.append(CheckResult("predict_returns_logits", shape_ok,
+                               f"expected finite float logits of shape ({len(x)}, {scenario.n_outputs}), got {got}"
+                               if not shape_ok else f"shape ({len(x)}, {scenario.n_outputs})"))
+    same = isinstance(second, torch.Tensor) and torch.equal(first, second)
+    results.append(CheckResult("predict_is_deterministic", same, "" if same else "two calls gave different logits"))
+    unchanged = _same(before, _snapshot(learner))
+    results.append(CheckResult("predict_has_no_side_effects", unchanged,
+                               "" if unchanged else "the learner's attributes changed during predict"))
+    return results
+
+
+def _check_evaluation_isolated(make: Callable[[], Any], scenario: Scenario) -> CheckResult:
+    evaluated = run(scenario, make(), seed=0).matrix[-1]
+    learner = make()
+    seed_everything(0)
+    learner.setup(scenario.spec, 0)
+    for task in scenario:
+        learner.fit_task(task.for_training())
+    silent = np.array([accuracy(learner, task)[0] for task in scenario])
+    ok = np.array_equal(evaluated, silent)
+    return CheckResult("evaluation_does_not_change_training", ok,
+                       "" if ok else f"final row with evaluation after every task {evaluated.round(4).tolist()} "
+                                     f"differs from evaluating only at the end {silent.round(4).tolist()}")
+
+
+def _check_deterministic(make: Callable[[], Any], scenario: Scenario) -> CheckResult:
+    a, b = run(scenario, make(), seed=3).matrix, run(scenario, make(), seed=3).matrix
+    ok = np.array_equal(a, b)
+    return CheckResult("same_seed_same_matrix", ok, "" if ok else "two runs with seed 3 gave different matrices")
+
+
+def _check_learns(make: Callable[[], Any], protocol: str) -> CheckResult:
+    scenario = check_scenario(protocol)
+    try:
+        matrix = run(scenario, make(), seed=0).matrix
+    except Exception as err:  # the verdict names the failure instead of stopping the battery
+        return CheckResult(f"learns_under_{protocol}", False, f"{type(err).__name__}: {err}")
+    chance = [1 / len(t.classes) for t in scenario]
+    diag = np.diag(matrix[1:])
+    ok = bool(np.all(diag > np.array(chance) + 0.1))
+    return CheckResult(f"learns_under_{protocol}", ok,
+                       f"accuracy on each task right after learning it: {np.round(diag, 3).tolist()} "
+                       f"(chance within a task: {np.round(chance, 3).tolist()})")
+
+
+def check_learner(learner: Any, raise_on_failure: bool = True) -> list[CheckResult]:
+    """Run the conformance battery on a learner instance (it is copied, never trained itself).
+
+    Returns one `CheckResult` per check; with `raise_on_failure`, raises AssertionError naming
+    every failed check.
+    """
+    def make() -> Any:
+        return copy.deepcopy(learner)
+
+    results = [_check_interface(make)]
+    if results[0].passed:
+        scenario = check_scenario("class_il")
+        results += [_check_fields(make), _check_no_state_at_construction(make)]
+        results += _check_predict(make, scenario)
+        results += [_check_evaluation_isolated(make, scenario), _check_deterministic(make, scenario)]
+        results += [_check_learns(make, protocol) for protocol in PROTOCOLS]
+    failed = [r for r in results if not r.passed]
+    if failed and raise_on_failure:
+        raise AssertionError("check_learner failed: " + "; ".join(f"{r.name}: {r.detail}" for r in failed))
+    return results
