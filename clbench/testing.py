@@ -138,10 +138,7 @@ def _check_deterministic(make: Callable[[], Any], scenario: Scenario) -> CheckRe
 
 def _check_learns(make: Callable[[], Any], protocol: str) -> CheckResult:
     scenario = check_scenario(protocol)
-    try:
-        matrix = run(scenario, make(), seed=0).matrix
-    except Exception as err:  # the verdict names the failure instead of stopping the battery
-        return CheckResult(f"learns_under_{protocol}", False, f"{type(err).__name__}: {err}")
+    matrix = run(scenario, make(), seed=0).matrix
     chance = [1 / len(t.classes) for t in scenario]
     diag = np.diag(matrix[1:])
     ok = bool(np.all(diag > np.array(chance) + 0.1))
@@ -162,10 +159,19 @@ def check_learner(learner: Any, raise_on_failure: bool = True) -> list[CheckResu
     results = [_check_interface(make)]
     if results[0].passed:
         scenario = check_scenario("class_il")
-        results += [_check_fields(make), _check_no_state_at_construction(make)]
-        results += _check_predict(make, scenario)
-        results += [_check_evaluation_isolated(make, scenario), _check_deterministic(make, scenario)]
-        results += [_check_learns(make, protocol) for protocol in PROTOCOLS]
+        checks: list[tuple[str, Callable[[], Any]]] = [
+            ("hyperparameters_are_fields", lambda: _check_fields(make)),
+            ("no_learned_state_at_construction", lambda: _check_no_state_at_construction(make)),
+            ("predict", lambda: _check_predict(make, scenario)),
+            ("evaluation_does_not_change_training", lambda: _check_evaluation_isolated(make, scenario)),
+            ("same_seed_same_matrix", lambda: _check_deterministic(make, scenario)),
+        ] + [(f"learns_under_{p}", lambda p=p: _check_learns(make, p)) for p in PROTOCOLS]
+        for name, check in checks:
+            try:
+                outcome = check()
+            except Exception as err:  # the verdict names the failure instead of stopping the battery
+                outcome = CheckResult(name, False, f"raised {type(err).__name__}: {err}")
+            results += outcome if isinstance(outcome, list) else [outcome]
     failed = [r for r in results if not r.passed]
     if failed and raise_on_failure:
         raise AssertionError("check_learner failed: " + "; ".join(f"{r.name}: {r.detail}" for r in failed))

@@ -53,6 +53,9 @@ class EWC(SGDLearner):
         self.fisher_: dict[str, torch.Tensor] = {}     # Σ_t F_t (online: the running Fisher)
         self.anchor_: dict[str, torch.Tensor] = {}     # Σ_t F_t θ*_t
         self.constant_ = torch.zeros((), device=self.device_)  # Σ_t F_t θ*_t²
+        # Its own random stream, so that estimating F does not change the order of training data
+        # (with lam=0, EWC then follows fine-tuning exactly).
+        self.fisher_generator_ = torch.Generator().manual_seed(seed + 1)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         loss = super().loss(x, y, mask)
@@ -84,7 +87,7 @@ class EWC(SGDLearner):
         """Diagonal Fisher: the mean over samples of the squared per-sample gradient of log p(label|x)."""
         n = len(self.x_)
         if self.fisher_samples and self.fisher_samples < n:
-            idx = torch.randperm(n, generator=self.generator_)[: self.fisher_samples].to(self.device_)
+            idx = torch.randperm(n, generator=self.fisher_generator_)[: self.fisher_samples].to(self.device_)
             x, y = self.x_[idx], self.y_[idx]
         else:
             x, y = self.x_, self.y_
@@ -93,8 +96,8 @@ class EWC(SGDLearner):
         with torch.no_grad():
             logits = self.model_(x) + mask
             if self.fisher_labels == "sample":
-                gen = self.generator_
-                y = torch.multinomial(F.softmax(logits, 1).cpu(), 1, generator=gen).squeeze(1).to(self.device_)
+                probs = F.softmax(logits, 1).cpu()
+                y = torch.multinomial(probs, 1, generator=self.fisher_generator_).squeeze(1).to(self.device_)
             elif self.fisher_labels == "argmax":
                 y = logits.argmax(1)
 

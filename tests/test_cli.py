@@ -1,0 +1,98 @@
+"""The command line as a user runs it: real subprocesses of the installed `clbench` script."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+CLBENCH = [sys.executable, "-m", "clbench.cli"]
+
+
+def clbench(*args, cwd=None):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([*CLBENCH, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def test_list_and_help_do_not_import_torch():
+    code = ("import sys; sys.argv=['clbench','list','learners']\n"
+            "from clbench.cli import app\n"
+            "try: app()\nexcept SystemExit: pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\nprint('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+    assert "finetune" in out.stdout and "replay" in out.stdout and "ewc" in out.stdout
+
+
+def test_run_prints_matrix_and_metrics_then_reuses_the_run(tmp_path):
+    first = clbench("run", "--scenario", "split-digits", "--learner", "finetune", "--seed", "0",
+                    "--set", "epochs=2", "--results", str(tmp_path), "--quiet")
+    assert first.returncode == 0, first.stderr
+    assert "untrained" in first.stdout and "after 5" in first.stdout
+    for name in ("acc", "bwt", "forgetting", "learning_acc", "fwt n/a"):
+        assert name in first.stdout
+    runs = list(tmp_path.iterdir())
+    assert len(runs) == 1 and (runs[0] / "run.json").exists() and (runs[0] / "rows.csv").exists()
+    second = clbench("run", "--learner", "finetune", "--set", "epochs=2", "--results", str(tmp_path))
+    assert second.returncode == 0 and "reusing the finished run" in second.stderr
+    assert second.stdout.splitlines()[2:] == first.stdout.splitlines()[2:]
+    forced = clbench("run", "--learner", "finetune", "--set", "epochs=2", "--results", str(tmp_path), "--force", "-q")
+    assert forced.returncode == 0 and "reusing" not in forced.stderr and len(list(tmp_path.iterdir())) == 1
+
+
+def test_task_il_user_file_learner_with_set(tmp_path):
+    method = tmp_path / "my_method.py"
+    method.write_text(textwrap.dedent('''
+        from dataclasses import dataclass
+        from clbench.learner import SGDLearner
+
+        @dataclass
+        class MyMethod(SGDLearner):
+            """A user's method in one file."""
+            extra: int = 1
+    '''))
+    out = clbench("run", "--scenario", "split-digits", "--protocol", "task_il", "--learner",
+                  f"{method}:MyMethod", "--set", "lr=0.05", "--set", "epochs=1", "--results", str(tmp_path / "r"), "-q")
+    assert out.returncode == 0, out.stderr
+    assert "mymethod on split-digits (task_il)" in out.stdout
+    assert "fwt" in out.stdout and "fwt n/a" not in out.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--learner", "ewcc"], "did you mean 'ewc'"),
+    (["run", "--learner", "ewc", "--set", "lamda=3"], "unknown key 'lamda' for learner 'ewc'; did you mean 'lam'"),
+    (["run", "--learner", "ewc", "--set", "lam=big"], "--set lam: 'big' is not a valid float"),
+    (["run", "--learner", "ewc", "--scenario", "split-digit"], "did you mean 'split-digits'"),
+    (["run", "--learner", "ewc", "--protocol", "task"], "unknown protocol 'task'"),
+    (["run", "--learner", "ewc", "--set", "epochs=0"], "epochs must be positive"),
+    (["check", "nothere"], "unknown learner 'nothere'"),
+    (["list", "learner"], "cannot list 'learner'"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path):
+    out = clbench(*args, "--results", str(tmp_path)) if args[0] == "run" else clbench(*args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], out.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_check_prints_a_verdict(tmp_path):
+    good = clbench("check", "finetune", "--set", "epochs=2")
+    assert good.returncode == 0 and "PASS" in good.stdout and "all" in good.stdout.splitlines()[-1]
+    bad_file = tmp_path / "bad.py"
+    bad_file.write_text(textwrap.dedent('''
+        from dataclasses import dataclass
+        from clbench.learners.finetune import Finetune
+
+        @dataclass
+        class Peeker(Finetune):
+            def predict(self, x, task_id=None):
+                self.peeked_ = True
+                return super().predict(x, task_id)
+    '''))
+    bad = clbench("check", f"{bad_file}:Peeker", "--set", "epochs=1")
+    assert bad.returncode == 1
+    assert "FAIL  predict_has_no_side_effects" in bad.stdout and "checks failed" in bad.stdout

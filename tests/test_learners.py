@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from clbench import metrics
+from clbench.learners.ewc import EWC
+from clbench.learners.finetune import Finetune
+from clbench.learners.joint import Joint
+from clbench.learners.replay import Replay
+from clbench.registry import load_learner
+from clbench.runner import run, seed_everything
+from clbench.testing import check_learner
+
+from conftest import small
+
+
+@pytest.mark.parametrize("name", ["finetune", "joint", "ewc", "replay"])  # hope: tests/test_hope.py, at test size
+def test_builtin_learners_pass_the_conformance_battery(name):
+    results = check_learner(load_learner(name)(), raise_on_failure=False)
+    assert [r.name for r in results if not r.passed] == []
+    assert len(results) >= 10
+
+
+def _fit(learner, scenario, n_tasks):
+    seed_everything(0)
+    learner.setup(scenario.spec, 0)
+    for task in scenario[:n_tasks]:
+        learner.fit_task(task.for_training())
+    return learner
+
+
+class RecordingEWC(EWC):
+    """EWC that keeps each task's Fisher and weights, to check the penalty against its definition."""
+
+    def setup(self, spec, seed):
+        super().setup(spec, seed)
+        self.record_ = []
+
+    def estimate_fisher(self):
+        fisher = super().estimate_fisher()
+        self.record_.append((fisher, {n: p.detach().clone() for n, p in self.model_.named_parameters()}))
+        return fisher
+
+
+@pytest.mark.parametrize("online", [False, True])
+def test_ewc_penalty_equals_the_sum_of_quadratic_terms(online):
+    learner = _fit(RecordingEWC(epochs=1, online=online, gamma=0.5, fisher_samples=64), small("task_il"), 3)
+    params = dict(learner.model_.named_parameters())
+    with torch.no_grad():
+        for p in params.values():
+            p.add_(0.01)  # move away from the last anchor so every term counts
+        if online:
+            running = {n: 0 for n in params}
+            for fisher, _ in learner.record_:
+                running = {n: 0.5 * running[n] + fisher[n] for n in params}
+            anchor = learner.record_[-1][1]
+            expected = sum((running[n] * (params[n] - anchor[n]) ** 2).sum() for n in params)
+        else:
+            expected = sum((f[n] * (params[n] - a[n]) ** 2).sum() for f, a in learner.record_ for n in params)
+        assert expected > 0
+        assert torch.allclose(learner.penalty(), expected, rtol=1e-3, atol=1e-7)
+
+
+def test_ewc_with_zero_lambda_is_finetuning():
+    sc = small("task_il")[:3]
+    a = run(sc, EWC(lam=0.0, epochs=2), seed=0).matrix
+    b = run(sc, Finetune(epochs=2), seed=0).matrix
+    assert np.allclose(a, b)
+
+
+def test_ewc_strong_penalty_reduces_task_il_forgetting():
+    sc = small("task_il")
+    weak = run(sc, EWC(lam=0.0), seed=0).matrix
+    strong = run(sc, EWC(lam=10000.0), seed=0).matrix
+    assert metrics.forgetting(strong) < metrics.forgetting(weak)
+
+
+@pytest.mark.parametrize("labels", ["sample", "argmax", "true"])
+def test_fisher_label_modes_give_positive_fisher(labels):
+    learner = _fit(EWC(epochs=1, fisher_labels=labels), small("class_il"), 1)
+    total = sum(float(f.sum()) for f in learner.fisher_.values())
+    assert total > 0
+
+
+def test_replay_buffer_is_bounded_tensors_and_spans_tasks():
+    sc = small("class_il")
+    learner = _fit(Replay(epochs=1, buffer_size=100), sc, 5)
+    assert isinstance(learner.buffer_x_, torch.Tensor) and learner.buffer_x_.shape == (100, 1, 8, 8)
+    assert len(learner.buffer_y_) == len(learner.buffer_task_) == 100
+    # reservoir sampling keeps every task roughly in proportion (each ~20 of 100)
+    counts = torch.bincount(learner.buffer_task_, minlength=5)
+    assert counts.min() >= 8, counts
+    # stored samples are real training samples with their labels
+    x0 = sc[int(learner.buffer_task_[0])].x_train
+    assert any(torch.equal(learner.buffer_x_[0], x) for x in x0)
+
+
+def test_class_balanced_replay_keeps_equal_shares():
+    learner = _fit(Replay(epochs=1, buffer_size=100, class_balanced=True), small("class_il"), 5)
+    counts = torch.bincount(learner.buffer_y_, minlength=10)
+    assert counts.tolist() == [10] * 10
+
+
+def test_replay_beats_finetuning_in_class_il():
+    sc = small("class_il")
+    ft = run(sc, Finetune(), seed=0).matrix
+    er = run(sc, Replay(buffer_size=200), seed=0).matrix
+    assert metrics.acc(er) > metrics.acc(ft) + 0.4
+
+
+def test_joint_trains_on_all_seen_data_and_barely_forgets():
+    sc = small("class_il")
+    learner = _fit(Joint(epochs=1), sc, 3)
+    assert len(learner.all_y_) == sum(len(t.y_train) for t in sc[:3])
+    R = run(sc, Joint(), seed=0).matrix
+    assert metrics.acc(R) > 0.85 and metrics.forgetting(R) < 0.1
+
+
+def test_joint_from_scratch_reinitialises():
+    sc = small("task_il")
+    a = _fit(Joint(epochs=1, from_scratch=True), sc, 2)
+    b = _fit(Joint(epochs=1, from_scratch=False), sc, 2)
+    assert not torch.equal(a.model_[1].weight, b.model_[1].weight)
+
+
+def test_divergence_is_reported():
+    from clbench.learner import DivergenceError
+
+    with pytest.raises(DivergenceError, match="loss became"):
+        run(small("domain_il", builder="permuted")[:2], EWC(optimizer="sgd", lr=10.0, lam=1e6), seed=0)
