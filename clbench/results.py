@@ -64,25 +64,67 @@ def _git_revision() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def run_status(path: Path) -> str | None:
+    """The status recorded in a run directory ("ok", "failed", ...), or None when it holds no
+    complete run (no run.json or rows.csv, or a run.json that cannot be read)."""
+    path = Path(path)
+    if not (path / ROWS_FILE).is_file():
+        return None
+    try:
+        return str(json.loads((path / RUN_FILE).read_text()).get("status", "ok"))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def scan_runs(root: Path) -> dict[str, tuple[Path, str]]:
+    """Every complete run directory directly under `root`: run id -> (directory, status).
+
+    Temporary and replaced directories (`.tmp-*`, `.old-*`) are never listed; when a run id is
+    found twice, a finished copy wins over a failed one.
+    """
+    root = Path(root)
+    found: dict[str, tuple[Path, str]] = {}
+    if not root.is_dir():
+        return found
+    for path in sorted(root.iterdir()):
+        if path.name.startswith(".") or not path.is_dir():
+            continue
+        rid = path.name.rpartition("-")[2]
+        status = run_status(path)
+        if status is None:
+            continue
+        if rid not in found or (status == "ok" and found[rid][1] != "ok"):
+            found[rid] = (path, status)
+    return found
+
+
 def find_run(root: Path, rid: str) -> Path | None:
-    """The finished run directory with this id under `root`, or None."""
+    """The finished run directory with this id under `root`, or None. A failed run, or a
+    directory without a complete run, is not finished."""
     root = Path(root)
     if not root.is_dir():
         return None
     for path in root.glob(f"*-{rid}"):
-        if (path / RUN_FILE).is_file():
+        if not path.name.startswith(".") and run_status(path) == "ok":
             return path
     return None
 
 
 def write_run(root: Path, config: dict[str, Any], rows: list[dict], status: str = "ok",
-              extra: dict[str, Any] | None = None) -> Path:
-    """Write a run atomically under `root` and return its directory (replacing a failed one)."""
+              extra: dict[str, Any] | None = None, files: dict[str, str] | None = None) -> Path:
+    """Write a run atomically under `root` and return its directory (replacing an earlier one
+    with the same id, e.g. a failed run). `extra` adds keys to run.json; `files` adds text files
+    (e.g. a failed run's traceback.txt).
+
+    The run is written into `.tmp-<id>-<pid>-*`, flushed to disk, and renamed into place, so a
+    crash at any moment leaves either no run or a complete one; `clean_stale` removes what a
+    killed writer left behind.
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     rid = run_id(config)
     final = root / run_dir_name(config, rid)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{rid}-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{rid}-{os.getpid()}-", dir=root))
     try:
         record = {"run_id": rid, "status": status, "config": config, "environment": environment(), **(extra or {})}
         (tmp / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -90,7 +132,9 @@ def write_run(root: Path, config: dict[str, Any], rows: list[dict], status: str 
             writer = csv.DictWriter(fh, fieldnames=ROW_FIELDS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-        for path in (tmp / RUN_FILE, tmp / ROWS_FILE):
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text)
+        for path in tmp.iterdir():
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
         if final.exists():
@@ -104,6 +148,48 @@ def write_run(root: Path, config: dict[str, Any], rows: list[dict], status: str 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
+def clean_stale(root: Path) -> list[Path]:
+    """Remove what writers killed mid-way left under `root`; return the paths removed.
+
+    `.tmp-<id>-<pid>-*` of a process that no longer runs is deleted. `.old-<name>-<pid>` (a run
+    being replaced when its writer died) is renamed back to `<name>` if no new `<name>` made it
+    into place, else deleted. Directories of live processes are left alone, so two suites may
+    share a results folder.
+    """
+    root = Path(root)
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for path in sorted(root.iterdir()):
+        if path.name.startswith(".tmp-"):
+            parts = path.name.split("-")
+            pid = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else None
+            if pid is None or not _pid_alive(pid):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        elif path.name.startswith(".old-"):
+            name, _, pid = path.name[len(".old-"):].rpartition("-")
+            if pid.isdigit() and _pid_alive(int(pid)):
+                continue
+            final = path.with_name(name)
+            if name and not final.exists() and run_status(path) is not None:
+                path.rename(final)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
 
 
 def read_run(path: Path) -> tuple[dict[str, Any], list[dict]]:
@@ -122,6 +208,8 @@ def read_run(path: Path) -> tuple[dict[str, Any], list[dict]]:
 def matrix_from_rows(rows: list[dict]) -> np.ndarray:
     """The accuracy matrix R of shape (T+1, T): R[i, j-1] = accuracy on task j after task i."""
     n_tasks = max(r["eval_task"] for r in rows)
+    if max(r["after_task"] for r in rows) != n_tasks:
+        raise ValueError(f"rows do not fill the ({n_tasks + 1}, {n_tasks}) accuracy matrix")
     matrix = np.full((n_tasks + 1, n_tasks), np.nan)
     for r in rows:
         matrix[r["after_task"], r["eval_task"] - 1] = r["accuracy"]

@@ -1,0 +1,117 @@
+"""How `clbench suite` scales: one suite run side by side, in one go, on
+
+  1. one local worker      (`--jobs 1`, runs in the suite process)
+  2. two local workers     (`--jobs 2`, worker processes)
+  3. Ray with two CPUs     (`--executor ray --jobs 2`, a local Ray instance started and stopped)
+
+each from a cold start into its own empty results folder, timed end to end as a user sees it
+(start-up, planning, running, writing, the table). Prints the times and the ratios the suite
+issue asks for: 2 workers / 1 worker (target <= 0.55) and Ray / local pool (target <= 1.15),
+and checks that all three produced the same rows.
+
+    .venv/bin/python benchmarks/suite_scaling.py                 # 16 runs: finetune, ewc × seeds 0-7
+    .venv/bin/python benchmarks/suite_scaling.py --seeds 0-3 --repeat 2
+
+Timings are only meaningful on an otherwise idle machine: the load average before and after
+is printed so that a noisy measurement can be recognised.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = {"2 workers / 1 worker": 0.55, "Ray / local pool": 1.15}
+
+SUITE = """name = "scaling"
+seeds = "{seeds}"
+
+[[scenario]]
+name = "split-digits"
+protocol = "class_il"
+{learners}
+"""
+
+
+def clbench() -> list[str]:
+    script = Path(sys.executable).parent / "clbench"
+    return [str(script)] if script.exists() else [sys.executable, "-c", "from clbench.cli import main; main()"]
+
+
+def timed(args: list[str], results: Path) -> float:
+    start = time.perf_counter()
+    out = subprocess.run(clbench() + ["suite", *args, "--results", str(results), "--quiet"],
+                         capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if out.returncode != 0:
+        sys.exit(f"clbench suite {' '.join(args)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return seconds
+
+
+def accuracies(folder: Path) -> dict[str, list[float]]:
+    from clbench.results import read_run, scan_runs
+
+    return {rid: [r["accuracy"] for r in read_run(path)[1]] for rid, (path, _) in scan_runs(folder).items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", default="0-7", help="seeds of the suite (default 0-7)")
+    parser.add_argument("--learners", default="finetune,ewc", help="built-in learners (default finetune,ewc)")
+    parser.add_argument("--repeat", type=int, default=1, help="time each executor this many times, keep the best")
+    parser.add_argument("--no-ray", action="store_true", help="leave out the Ray executor")
+    parser.add_argument("--json", type=Path, help="also write the numbers to this file")
+    options = parser.parse_args()
+
+    executors = {"1 local worker": ["--jobs", "1"], "2 local workers": ["--jobs", "2"]}
+    if not options.no_ray:
+        executors["Ray, 2 CPUs"] = ["--executor", "ray", "--jobs", "2"]
+    learners = "".join(f"\n[learner.{name}]" for name in options.learners.split(","))
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="clbench-scaling-") as tmp:
+        folder = Path(tmp)
+        suite = folder / "scaling.toml"
+        suite.write_text(SUITE.format(seeds=options.seeds, learners=learners))
+        listing = subprocess.run(clbench() + ["suite", str(suite), "--dry-run", "--results", str(folder / "dry")],
+                                 capture_output=True, text=True, check=True).stdout.strip().splitlines()
+        print(listing[-1])
+        best: dict[str, float] = {}
+        rows = {}
+        for attempt in range(options.repeat):
+            for label, args in executors.items():  # interleaved, so that drift in load hits all alike
+                results = folder / f"{label.replace(' ', '_').replace(',', '')}-{attempt}"
+                seconds = timed([str(suite), *args], results)
+                best[label] = min(best.get(label, seconds), seconds)
+                rows[label] = accuracies(results / "scaling")
+                print(f"  {label:<16} {seconds:7.1f} s", flush=True)
+    load_after = os.getloadavg()
+
+    n_runs = len(next(iter(rows.values())))
+    same = all(r == rows["1 local worker"] for r in rows.values())
+    ratios = {"2 workers / 1 worker": best["2 local workers"] / best["1 local worker"]}
+    if "Ray, 2 CPUs" in best:
+        ratios["Ray / local pool"] = best["Ray, 2 CPUs"] / best["2 local workers"]
+    print(f"\n{n_runs} runs, {os.cpu_count()} CPUs, best of {options.repeat}; "
+          f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+    for label, seconds in best.items():
+        print(f"  {label:<16} {seconds:7.1f} s")
+    for name, ratio in ratios.items():
+        verdict = "ok" if ratio <= TARGETS[name] else "ABOVE TARGET"
+        print(f"  {name:<22} {ratio:5.2f}x  (target <= {TARGETS[name]:.2f}x, {verdict})")
+    print(f"  same rows from every executor: {'yes' if same else 'NO'}")
+    if options.json:
+        options.json.write_text(json.dumps({"runs": n_runs, "cpus": os.cpu_count(), "seconds": best,
+                                            "ratios": ratios, "same_rows": same,
+                                            "load_average": [load_before[0], load_after[0]]}, indent=2) + "\n")
+    if not same:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

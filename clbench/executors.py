@@ -1,0 +1,400 @@
+"""Where runs execute: in this process, in local worker processes, or as Ray tasks.
+
+Every executor takes `(run_id, resolved config)` pairs and yields events: `RunStarted` when a
+run begins, its `Outcome` when it ends (finished or failed, with rows either way), and None
+about twice a second while nothing happens, so that a display can tick. Every run goes through
+`run_one`, which never raises: an exception in a learner, or a loss that becomes NaN/inf
+(`DivergenceError`), is an `Outcome` with status "failed", its reason and traceback. Executors
+write nothing; the suite process writes each outcome as it arrives (`clbench.suite`), so results
+reach the results folder the same way whichever executor, and whichever machine, ran them.
+
+A run's rows do not depend on the executor: each run seeds everything from its config, a worker
+keeps no state from one run to the next but imported modules and loaded datasets, and each
+run uses the same number of torch threads everywhere (`threads`, 1 by default: the toy-size
+models here run fastest single-threaded, and many single-threaded runs side by side use the
+cores better than one run on several threads).
+
+This module imports neither torch nor ray at import time.
+"""
+from __future__ import annotations
+
+import math
+import os
+import queue
+import socket
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from clbench.errors import UsageError
+
+EXECUTORS = ("local", "ray")
+TICK_SECONDS = 0.5
+# What a worker imports before its first run. torch._dynamo is imported lazily by the first
+# optimiser a run builds, and costs seconds; better once in the fork server than in every worker.
+PRELOAD = ["torch", "torch._dynamo", "clbench.experiment", "clbench.runner", "clbench.learner"]
+Job = tuple[str, dict[str, Any]]  # (run id, resolved config)
+
+
+@dataclass
+class RunStarted:
+    run_id: str
+
+
+@dataclass
+class Outcome:
+    """What a run produced. `rows` holds the rows computed before a failure, if any."""
+
+    run_id: str
+    status: str                      # "ok" or "failed"
+    rows: list[dict] = field(default_factory=list)
+    error: str | None = None         # one line: "DivergenceError: training loss became nan on task 2"
+    traceback: str | None = None
+    seconds: float = 0.0
+    worker: str = ""                 # host:pid that ran it
+    environment: dict[str, Any] | None = None  # versions and host of the process that ran it
+
+
+def available_cpus() -> int:
+    """CPUs this process may use (its affinity mask where the platform has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def use_threads(threads: int) -> None:
+    """Set torch's intra-op threads for the runs of this process."""
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def run_one(run_id: str, config: dict[str, Any], threads: int = 1) -> Outcome:
+    """Run one resolved config here and return its outcome; never raises for a failing run."""
+    from clbench.experiment import execute
+    from clbench.results import environment
+
+    use_threads(threads)
+    rows: list[dict] = []
+    start = time.perf_counter()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        result = execute(config, progress=lambda after_task, new: rows.extend(new))
+    except Exception as err:  # noqa: BLE001 - a failing run is recorded, the suite goes on
+        message = " ".join(str(err).split()) or "(no message)"
+        return Outcome(run_id, "failed", rows, f"{type(err).__name__}: {message}", traceback.format_exc(),
+                       time.perf_counter() - start, worker, environment())
+    return Outcome(run_id, "ok", result.rows, seconds=time.perf_counter() - start, worker=worker,
+                   environment=environment())
+
+
+# -- in this process ---------------------------------------------------------------------------
+
+class InProcess:
+    """Runs one after another in this process (`--jobs 1`), on a background thread so that the
+    display keeps ticking during a long run."""
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads
+        self.description = "in this process"
+        self._stop = threading.Event()
+
+    def prepare(self) -> None:
+        """Nothing to start ahead of time."""
+
+    def __enter__(self) -> InProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+    def execute(self, jobs: Sequence[Job]) -> Iterator[RunStarted | Outcome | None]:
+        events: queue.Queue = queue.Queue()
+        done = object()
+
+        def work() -> None:
+            try:
+                for rid, config in jobs:
+                    if self._stop.is_set():
+                        break
+                    events.put(RunStarted(rid))
+                    events.put(run_one(rid, config, self.threads))
+            finally:
+                events.put(done)
+
+        thread = threading.Thread(target=work, name="clbench-run", daemon=True)
+        thread.start()
+        try:
+            while True:
+                try:
+                    event = events.get(timeout=TICK_SECONDS)
+                except queue.Empty:
+                    yield None
+                    continue
+                if event is done:
+                    return
+                yield event
+        finally:
+            self._stop.set()
+
+
+# -- local worker processes ----------------------------------------------------------------------
+
+def _worker_main(conn, threads: int, parent_pid: int) -> None:
+    """A worker process: import torch once, then run what the suite sends until told to stop.
+    It exits by itself when the suite process dies (even mid-run), so a killed suite leaves no
+    workers behind."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the suite's to handle; it stops the workers
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
+
+    first_parent = os.getppid()  # the suite, or the fork server it started
+
+    def watch_parent() -> None:
+        while True:
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(3)
+            except PermissionError:
+                pass
+            if os.getppid() != first_parent:
+                os._exit(3)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch_parent, name="clbench-watch-parent", daemon=True).start()
+    use_threads(threads)
+    import clbench.experiment  # noqa: F401 - imported once, used by every run
+
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        rid, config = job
+        outcome = run_one(rid, config, threads)
+        try:
+            conn.send(outcome)
+        except (BrokenPipeError, OSError):
+            return
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Any
+    job: Job | None = None
+
+
+class LocalPool:
+    """`jobs` worker processes on this machine. Each imports torch once and runs many runs; the
+    next run goes to whichever worker is free. A worker that dies (a crash in native code, the
+    out-of-memory killer) fails its run and is replaced."""
+
+    def __init__(self, jobs: int, threads: int = 1) -> None:
+        import multiprocessing
+
+        self.jobs = jobs
+        self.threads = threads
+        self.description = f"{jobs} local worker processes"
+        # Not fork: the parent has imported torch, and forking a process whose thread pools run
+        # is unsafe. A fork server imports torch once and forks clean workers from there, so a
+        # worker (or the replacement of one that died) starts in milliseconds; where there is
+        # none (macOS, Windows), each worker is a fresh interpreter.
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            self._context = multiprocessing.get_context("forkserver")
+            self._context.set_forkserver_preload(PRELOAD)
+        else:
+            self._context = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker] = []
+
+    def prepare(self) -> None:
+        """Start the fork server now, so that its imports overlap with the suite's planning."""
+        if self._context.get_start_method() == "forkserver":
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
+
+    def __enter__(self) -> LocalPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start_worker(self) -> _Worker:
+        parent_end, child_end = self._context.Pipe()
+        process = self._context.Process(target=_worker_main, args=(child_end, self.threads, os.getpid()),
+                                        name="clbench-worker", daemon=True)
+        process.start()
+        child_end.close()
+        worker = _Worker(process, parent_end)
+        self._workers.append(worker)
+        return worker
+
+    def close(self) -> None:
+        for worker in self._workers:
+            try:
+                worker.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        deadline = time.monotonic() + 5
+        for worker in self._workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.terminate()
+                worker.process.join(2)
+            worker.conn.close()
+        self._workers = []
+
+    def execute(self, jobs: Sequence[Job]) -> Iterator[RunStarted | Outcome | None]:
+        from multiprocessing.connection import wait
+
+        pending = deque(jobs)
+        while True:
+            while pending:  # hand out work: to an idle worker, or to a new one while under `jobs`
+                idle = [w for w in self._workers if w.job is None]
+                if not idle and len(self._workers) >= self.jobs:
+                    break
+                worker = idle[0] if idle else self._start_worker()
+                worker.job = pending.popleft()
+                worker.conn.send(worker.job)
+                yield RunStarted(worker.job[0])
+            busy = [w for w in self._workers if w.job is not None]
+            if not busy:
+                return
+            ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=TICK_SECONDS)
+            if not ready:
+                yield None
+                continue
+            for worker in busy:
+                if worker.conn not in ready and worker.process.sentinel not in ready:
+                    continue
+                outcome = None
+                try:
+                    if worker.conn.poll():
+                        outcome = worker.conn.recv()
+                except (EOFError, OSError):
+                    pass
+                if outcome is None and not worker.process.is_alive():
+                    outcome = self._died(worker)
+                if outcome is not None:
+                    worker.job = None
+                    yield outcome
+
+    def _died(self, worker: _Worker) -> Outcome:
+        """The outcome of the run a dead worker held; a new worker takes its place when needed."""
+        worker.process.join(1)
+        code = worker.process.exitcode
+        rid = worker.job[0]
+        worker.conn.close()
+        self._workers.remove(worker)
+        reason = f"the worker process running it died (exit code {code}"
+        reason += ", killed by a signal: out of memory?)" if code is not None and code < 0 else ")"
+        return Outcome(rid, "failed", error=f"WorkerDied: {reason}", traceback=f"WorkerDied: {reason}\n",
+                       worker=f"{socket.gethostname()}:{worker.process.pid}")
+
+
+# -- Ray -------------------------------------------------------------------------------------------
+
+class RayExecutor:
+    """Each run is a Ray task. Without `address` a local Ray instance is started (with `jobs`
+    CPUs, default all) and shut down at the end; with one (`auto`, `host:port`, `ray://...`),
+    the suite joins that cluster and leaves it running. At most as many runs are in flight as
+    the cluster has CPUs for, so "running" in the display means running."""
+
+    def __init__(self, jobs: int | None = None, threads: int = 1, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UsageError("--executor ray needs Ray: pip install 'clbench[ray]'") from None
+        self.ray = ray
+        self.threads = threads
+        self.address = address
+        self.jobs = jobs
+        self.description = f"Ray at {address}" if address else "a local Ray instance"
+
+    def prepare(self) -> None:
+        """Ray starts (or joins) when the suite begins to run."""
+
+    def __enter__(self) -> RayExecutor:
+        import logging
+
+        options: dict[str, Any] = {"logging_level": logging.WARNING, "include_dashboard": False,
+                                   "configure_logging": True}
+        if self.address:
+            options["address"] = self.address
+        else:
+            options["num_cpus"] = self.jobs or available_cpus()
+        try:
+            self.ray.init(**options)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            where = f"the Ray cluster at {self.address!r}" if self.address else "a local Ray instance"
+            raise UsageError(f"cannot start or join {where}: {' '.join(str(err).split())}") from None
+        resources = self.ray.cluster_resources()
+        cpus = int(resources.get("CPU", 1))
+        gpus = float(resources.get("GPU", 0))
+        self.slots = max(1, cpus // self.threads)
+        if self.jobs:
+            self.slots = min(self.slots, self.jobs)
+        # Ray hides the GPUs from a task that asks for none, so that `device="auto"` would train
+        # on the CPU there and on the GPU under the local executors. Where the cluster has GPUs,
+        # each run asks for an equal share of them, as runs share a GPU under the local pool.
+        self.gpus_per_run = math.floor(min(1.0, gpus / self.slots) * 1e4) / 1e4 if gpus else 0.0
+        self.description += f" ({cpus} CPUs" + (f", {gpus:g} GPUs)" if gpus else ")")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.ray.shutdown()
+
+    def execute(self, jobs: Sequence[Job]) -> Iterator[RunStarted | Outcome | None]:
+        ray = self.ray
+        task = ray.remote(run_one).options(num_cpus=self.threads, num_gpus=self.gpus_per_run, max_retries=0,
+                                           name="clbench-run")
+        pending = deque(jobs)
+        in_flight: dict[Any, str] = {}
+        while pending or in_flight:
+            while pending and len(in_flight) < self.slots:
+                rid, config = pending.popleft()
+                in_flight[task.remote(rid, config, self.threads)] = rid
+                yield RunStarted(rid)
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=TICK_SECONDS)
+            if not ready:
+                yield None
+                continue
+            for ref in ready:
+                rid = in_flight.pop(ref)
+                try:
+                    yield ray.get(ref)
+                except Exception as err:  # noqa: BLE001 - the task's worker died, or Ray failed it
+                    message = " ".join(str(err).split())[:500]
+                    yield Outcome(rid, "failed", error=f"{type(err).__name__}: {message}",
+                                  traceback=traceback.format_exc())
+
+
+def make_executor(kind: str = "local", jobs: int | None = None, threads: int = 1, address: str | None = None):
+    """The executor for `--executor KIND --jobs N --address ADDR`."""
+    if kind not in EXECUTORS:
+        from clbench.registry import unknown_name_error
+
+        raise unknown_name_error("executor", kind, EXECUTORS, " in --executor")
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    if address and kind != "ray":
+        raise UsageError("--address joins a Ray cluster: use it with --executor ray")
+    if kind == "ray":
+        return RayExecutor(jobs, threads, address)
+    if (jobs or 1) == 1:
+        return InProcess(threads)
+    return LocalPool(jobs, threads)
