@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -24,13 +25,38 @@ class StoredRun:
 
     @property
     def config(self) -> dict[str, Any]:
-        return self.record["config"]
+        return self.record.get("config") or {}
+
+    @property
+    def run_id(self) -> str:
+        return self.record.get("run_id", self.path.name)
+
+    @property
+    def seed(self) -> int:
+        return self.config["seed"]
+
+    @cached_property
+    def problem(self) -> str | None:
+        """Why this run cannot be used (failed, or rows that do not fill the matrix), or None."""
+        status = self.record.get("status", "ok")
+        if status != "ok":
+            error = str(self.record.get("error") or "").strip().splitlines()
+            return f"status {status}" + (f": {error[-1]}" if error else "")
+        if not _groupable(self.config):
+            return "run.json lacks the scenario, learner or seed"
+        if not self.rows:
+            return "no rows"
+        try:
+            matrix_from_rows(self.rows)
+        except (ValueError, IndexError) as err:
+            return f"rows do not form an accuracy matrix ({err})"
+        return None
 
     @property
     def ok(self) -> bool:
-        return self.record.get("status", "ok") == "ok"
+        return self.problem is None
 
-    @property
+    @cached_property
     def matrix(self) -> np.ndarray:
         return matrix_from_rows(self.rows)
 
@@ -42,6 +68,8 @@ class Group:
     key: str
     config: dict[str, Any]
     runs: list[StoredRun] = field(default_factory=list)
+    failed: list[StoredRun] = field(default_factory=list)  # same config, unusable (see StoredRun.problem)
+    duplicates: list[StoredRun] = field(default_factory=list)  # same run id found twice, counted once
 
     @property
     def learner(self) -> str:
@@ -56,17 +84,35 @@ class Group:
         return self.config["scenario"]["protocol"]
 
     @property
+    def scenario_key(self) -> str:
+        """The full scenario config: groups are comparable only when these are equal."""
+        return json.dumps(self.config["scenario"], sort_keys=True)
+
+    @property
     def seeds(self) -> list[int]:
         return sorted(r.config["seed"] for r in self.runs)
 
+    @property
+    def failed_seeds(self) -> list[int]:
+        """Seeds with only failed runs (a seed that failed and later finished counts as finished)."""
+        return sorted({r.config["seed"] for r in self.failed} - set(self.seeds))
+
     def values(self, metric: str) -> list[float]:
-        """The metric of every run in the group (empty if undefined in this protocol)."""
+        """The metric of every run in the group, in seed order (empty if undefined in this protocol)."""
+        return [value for _, value in self.values_by_seed(metric)]
+
+    def values_by_seed(self, metric: str) -> list[tuple[int, float]]:
+        """(seed, value) of every run in the group, in seed order (empty if undefined in this protocol)."""
         out = []
-        for run in self.runs:
+        for run in sorted(self.runs, key=lambda r: r.seed):
             value = metrics.compute(run.matrix, [metric], self.protocol)[metric]
             if value is not None:
-                out.append(value)
+                out.append((run.seed, value))
         return out
+
+    def matrices(self) -> np.ndarray:
+        """The accuracy matrices of the runs, in seed order: shape (n_runs, T+1, T)."""
+        return np.stack([r.matrix for r in sorted(self.runs, key=lambda r: r.seed)])
 
 
 def load_runs(root: Path | Iterable[Path]) -> list[StoredRun]:
@@ -77,10 +123,21 @@ def load_runs(root: Path | Iterable[Path]) -> list[StoredRun]:
         for run_file in sorted(base.rglob(RUN_FILE)):
             if any(part.startswith(".tmp-") or part.startswith(".old-") for part in run_file.parts):
                 continue
-            record, rows = read_run(run_file.parent) if (run_file.parent / "rows.csv").exists() else (
-                json.loads(run_file.read_text()), [])
+            try:
+                record, rows = read_run(run_file.parent) if (run_file.parent / "rows.csv").exists() else (
+                    json.loads(run_file.read_text()), [])
+            except (OSError, ValueError, KeyError) as err:  # a damaged run is listed, not fatal
+                record, rows = {"status": "unreadable", "error": f"{type(err).__name__}: {err}"}, []
             runs.append(StoredRun(run_file.parent, record, rows))
     return runs
+
+
+def _groupable(config: dict[str, Any]) -> bool:
+    try:
+        return bool(config["scenario"]["name"] and config["scenario"]["protocol"] and config["learner"]["name"]
+                    and "seed" in config)
+    except (KeyError, TypeError):
+        return False
 
 
 def group_key(config: dict[str, Any]) -> str:
@@ -88,15 +145,33 @@ def group_key(config: dict[str, Any]) -> str:
     return json.dumps(without_seed, sort_keys=True)
 
 
-def group_runs(runs: Iterable[StoredRun]) -> list[Group]:
-    """Finished runs grouped by config minus seed, in order of scenario, protocol, learner."""
+def group_runs(runs: Iterable[StoredRun], keep_failed: bool = False) -> list[Group]:
+    """Finished runs grouped by config minus seed, in order of scenario, protocol, learner.
+
+    Unusable runs (`StoredRun.problem`) go to `Group.failed` of the group their config belongs
+    to; a group with no usable run at all is returned only with `keep_failed=True`. A run id
+    seen twice (the same run copied into two folders) counts once; the copy goes to
+    `Group.duplicates`.
+    """
     groups: dict[str, Group] = {}
     for run in runs:
-        if not run.ok:
+        if not _groupable(run.config):  # listed by failed_runs, never grouped
             continue
         key = group_key(run.config)
-        groups.setdefault(key, Group(key, {k: v for k, v in run.config.items() if k != "seed"})).runs.append(run)
-    return sorted(groups.values(), key=lambda g: (g.scenario, g.protocol, g.learner, g.key))
+        group = groups.setdefault(key, Group(key, {k: v for k, v in run.config.items() if k != "seed"}))
+        if not run.ok:
+            group.failed.append(run)
+        elif any(r.run_id == run.run_id for r in group.runs):
+            group.duplicates.append(run)
+        else:
+            group.runs.append(run)
+    kept = [g for g in groups.values() if g.runs or keep_failed]
+    return sorted(kept, key=lambda g: (g.scenario, g.protocol, g.scenario_key, g.learner, g.key))
+
+
+def failed_runs(runs: Iterable[StoredRun]) -> list[StoredRun]:
+    """The runs that cannot be used, with the reason in `StoredRun.problem`."""
+    return [r for r in runs if not r.ok]
 
 
 def mean_sem(values: list[float]) -> tuple[float, float, int]:
@@ -112,9 +187,9 @@ def mean_sem(values: list[float]) -> tuple[float, float, int]:
 def distinguishing_fields(groups: list[Group]) -> dict[str, str]:
     """A short label per group: the learner name plus the fields that differ between groups
     sharing that learner name, so sweeps of one learner stay apart in a table."""
-    by_name: dict[tuple[str, str, str], list[Group]] = {}
+    by_name: dict[tuple[str, str], list[Group]] = {}
     for g in groups:
-        by_name.setdefault((g.scenario, g.protocol, g.learner), []).append(g)
+        by_name.setdefault((g.scenario_key, g.learner), []).append(g)
     labels = {}
     for same in by_name.values():
         if len(same) == 1:
@@ -123,9 +198,15 @@ def distinguishing_fields(groups: list[Group]) -> dict[str, str]:
         flat = [_flatten(g.config) for g in same]
         differing = sorted(k for k in set().union(*flat) if len({json.dumps(f.get(k)) for f in flat}) > 1)
         for g, f in zip(same, flat):
-            detail = ", ".join(f"{k.split('.')[-1]}={f.get(k)}" for k in differing)
+            detail = ", ".join(f"{k.split('.')[-1]}={_short(f.get(k))}" for k in differing)
             labels[g.key] = f"{g.learner} ({detail})" if detail else g.learner
     return labels
+
+
+def _short(value: Any) -> str:
+    """A value for a label: long strings (hashes, paths) cut to their first 8 characters."""
+    text = json.dumps(value) if isinstance(value, list) else str(value)
+    return text[:8] + "…" if isinstance(value, str) and len(text) > 16 else text
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

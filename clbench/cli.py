@@ -115,9 +115,178 @@ def check(
     typer.echo(f"{learner}: all {len(results)} checks passed")
 
 
+@app.command()
+def report(
+    folder: Path = typer.Argument(..., help="a folder of runs, searched recursively (e.g. results/hope)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="where to write the report (default: FOLDER)"),
+    metric_names: Optional[str] = typer.Option(None, "--metrics", "-m", help="comma-separated metric names "
+                                               "(clbench list metrics); default: acc,bwt,fwt,forgetting,learning_acc"),
+    fmt: str = typer.Option("markdown", "--format", "-f", help="tables printed to stdout: markdown, latex or csv"),
+    spread: str = typer.Option("sem", "--spread", help="the ± in tables: sem, std or ci95"),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="draw the figures (PDF and PNG)"),
+) -> None:
+    """Tables, figures and a self-contained HTML report of the runs in FOLDER."""
+    from clbench.report import FORMATS, check_choice, load_folder, parse_metrics, render_tables, write_report
+
+    try:
+        names = parse_metrics(metric_names)
+        check_choice("format", fmt, FORMATS)
+        runs = load_folder(folder)
+        written = write_report(runs, out or folder, names, spread=spread, figures=figures, sources=[str(folder)])
+    except UsageError as err:
+        fail(str(err))
+    typer.echo(render_tables(written.tables, fmt), nl=False)
+    for run in written.failed:
+        typer.echo(f"failed run: {run.path} ({run.problem})", err=True)
+    typer.echo(f"wrote report.md, report.html, {len(written.tables)} tables (md, tex, csv) and "
+               f"{len(written.figures)} figures (pdf, png) to {written.folder}", err=True)
+
+
+@app.command()
+def compare(
+    folder: Path = typer.Argument(..., help="a folder with the runs of your method"),
+    against: List[Path] = typer.Option(..., "--against", "-a", help="a folder of recorded runs, e.g. baselines/hope "
+                                       "or results (repeatable)"),
+    metric_names: Optional[str] = typer.Option(None, "--metrics", "-m", help="comma-separated metric names "
+                                               "(clbench list metrics); default: acc,bwt,fwt,forgetting,learning_acc"),
+    fmt: str = typer.Option("markdown", "--format", "-f", help="tables printed to stdout: markdown, latex or csv"),
+    spread: str = typer.Option("sem", "--spread", help="the ± in tables: sem, std or ci95"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write compare.md, compare.html, tables "
+                                       "and figures here"),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="with --out: draw the figures"),
+) -> None:
+    """Your method's runs next to recorded runs on the same scenarios, Welch's t-test per metric."""
+    from clbench.report import FORMATS, check_choice, compare as compare_runs, load_folder, parse_metrics
+    from clbench.report import render_tables, write_report
+
+    try:
+        names = parse_metrics(metric_names)
+        check_choice("format", fmt, FORMATS)
+        method_runs = load_folder(folder)
+        recorded = [run for where in against for run in load_folder(where)]
+        result = compare_runs(method_runs, recorded, names, spread, method_where=str(folder),
+                              against_where=", ".join(map(str, against)))
+        if out is not None:
+            write_report(method_runs + recorded, out, names, spread=spread, figures=figures, comparison=result,
+                         sources=[str(folder), *map(str, against)], name="compare")
+    except UsageError as err:
+        fail(str(err))
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(render_tables(result.tables, fmt), nl=False)
+    if out is not None:
+        typer.echo(f"wrote compare.md, compare.html, tables and figures to {out}", err=True)
+
+
+@app.command()
+def suite(
+    file: Path = typer.Argument(..., help="a suite file (TOML), e.g. scenarios/quick.toml"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="runs at a time: 1 runs in this process, N starts N "
+                                       "local worker processes; with --executor ray, at most N Ray tasks "
+                                       "(default: 1 locally, every CPU with Ray)"),
+    executor: str = typer.Option("local", "--executor", "-e", help="local (this machine) or ray"),
+    address: Optional[str] = typer.Option(None, "--address", help="with --executor ray: join this Ray cluster "
+                                          "(auto, HOST:PORT or ray://HOST:PORT) instead of starting a local one"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list the runs, done and to do, and run nothing"),
+    overrides: List[str] = typer.Option([], "--set", help="learners.LABEL.FIELD=VALUE: a learner field for this "
+                                        "suite (LABEL * for every learner; repeatable)"),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="replace the suite's seeds: 0-9, 0,3,5 or 0-2,7"),
+    results: Path = typer.Option(Path("results"), "--results", help="results root; runs go to RESULTS/<suite name>/"),
+    force: bool = typer.Option(False, "--force", help="run every run again, finished or not"),
+    threads: int = typer.Option(1, "--threads", help="torch threads per run (the same in every executor)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress display; only the table and the summary"),
+) -> None:
+    """Run a suite of scenarios × learners × seeds: what is not finished yet, in parallel if asked;
+    end with the forgetting table. Safe to kill and start again."""
+    from clbench.executors import Outcome, available_cpus, make_executor
+    from clbench.progress import SuiteProgress, format_seconds
+    from clbench.results import clean_stale
+    from clbench.suite import Finished, Started, execute_plan, load_suite, plan as plan_suite
+
+    try:
+        chosen = make_executor(executor, jobs, threads, address)
+        if not dry_run:
+            chosen.prepare()  # e.g. worker start-up, overlapping with reading the suite
+        loaded = load_suite(file, overrides, seeds)
+    except UsageError as err:
+        fail(str(err))
+    root = results / loaded.name
+    planned = plan_suite(loaded, root, force=force)
+    todo = planned.todo
+    if dry_run:
+        for run in planned.runs:
+            if run.run_id in planned.done:
+                state = "done"
+            elif run.run_id in planned.failed_before:
+                state = "failed"  # will be retried
+            else:
+                state = "to do"
+            typer.echo(f"{state:<7} {run.run_id}  {run.label}")
+        retry = len([r for r in todo if r.run_id in planned.failed_before])
+        typer.echo(f"{loaded.name}: {len(planned.runs)} runs ({loaded.n_scenarios} scenarios × {loaded.n_learners} "
+                   f"learners × {len(loaded.seeds)} seeds) in {root}: {len(planned.done)} done, "
+                   f"{len(todo)} to do" + (f" ({retry} failed before, to retry)" if retry else ""))
+        return
+
+    cpus = available_cpus()
+    slots = jobs or (cpus if executor == "ray" else 1)
+    if executor == "local" and slots * threads > cpus:
+        typer.echo(f"note: {slots} jobs × {threads} threads > {cpus} CPUs; runs will slow each other down", err=True)
+    progress = SuiteProgress(len(planned.runs), len(planned.done), len(todo), quiet=quiet)
+    failures: list[Finished] = []
+    ran = 0
+    if todo:
+        clean_stale(root)
+        try:
+            with chosen:
+                progress.note(f"{loaded.name}: {len(planned.runs)} runs, {len(planned.done)} already finished, "
+                              f"{len(todo)} to run on {chosen.description}; results in {root}")
+                for event in execute_plan(todo, root, chosen):
+                    if event is None:
+                        progress.tick()
+                    elif isinstance(event, Started):
+                        progress.started(event.run.label)
+                    elif isinstance(event, Finished):
+                        outcome: Outcome = event.outcome
+                        ran += 1
+                        if outcome.status != "ok":
+                            failures.append(event)
+                        progress.ended(event.run.label, outcome.status == "ok", outcome.seconds, outcome.error)
+        except UsageError as err:
+            progress.close()
+            fail(str(err))
+        except KeyboardInterrupt:
+            progress.close()
+            typer.echo(f"interrupted after {ran - len(failures)} runs finished now (kept in {root}); "
+                       f"run the same command to go on", err=True)
+            raise typer.Exit(130)
+        progress.close()
+
+    from clbench.aggregate import format_table, group_runs, load_runs
+    from clbench.results import find_run
+
+    finished = [p for p in (find_run(root, r.run_id) for r in planned.runs) if p is not None]
+    groups = group_runs(load_runs(finished))
+    if groups:
+        typer.echo(format_table(groups))
+    elapsed = format_seconds(progress.elapsed())
+    typer.echo(f"{loaded.name}: {len(planned.runs)} runs: {ran - len(failures)} done now, {len(planned.done)} "
+               f"skipped (already finished), {len(failures)} failed; {elapsed}; results in {root}", err=True)
+    for event in failures:
+        typer.echo(f"failed: {event.run.label}: {event.outcome.error} (traceback in "
+                   f"{event.path / 'traceback.txt'})", err=True)
+    if failures:
+        typer.echo("failed runs are run again the next time the suite starts", err=True)
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()
     except UsageError as err:  # raised outside a command's own handling
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -35,7 +36,8 @@ def run_id(config: dict[str, Any]) -> str:
 def run_dir_name(config: dict[str, Any], rid: str) -> str:
     """A readable directory name that ends in the run id: learner-scenario-protocol-seed-id."""
     scenario = config["scenario"]
-    return f"{config['learner']['name']}-{scenario['name']}-{scenario['protocol']}-s{config['seed']}-{rid}"
+    label = f"{config['learner']['name']}-{scenario['name']}-{scenario['protocol']}-s{config['seed']}"
+    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)[:120]}-{rid}"
 
 
 @functools.lru_cache(maxsize=1)

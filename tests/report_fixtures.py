@@ -1,0 +1,65 @@
+"""Run directories written with hand-made accuracy matrices, so that report numbers can be checked
+against `clbench.metrics` on known values (used by test_report.py and test_plots.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from clbench.results import write_run
+
+# METRICS.md worked example: T = 4, row 0 is the untrained learner.
+EXAMPLE = np.array(
+    [
+        [0.10, 0.10, 0.10, 0.10],
+        [0.90, 0.10, 0.12, 0.08],
+        [0.70, 0.95, 0.11, 0.09],
+        [0.75, 0.97, 0.92, 0.10],
+        [0.60, 0.85, 0.95, 0.93],
+    ]
+)
+
+
+def make_config(learner: str = "ewc", seed: int = 0, protocol: str = "class_il", scenario: str = "split-toy",
+                version: str = "0.1.0", n_tasks: int = 4, **fields) -> dict:
+    return {
+        "clbench_version": version,
+        "scenario": {"name": scenario, "protocol": protocol, "builder": "split", "dataset": "toy", "n_tasks": n_tasks},
+        "learner": {"name": learner, "class": f"tests.fake:{learner}", "fields": {"lr": 0.1, **fields},
+                    "source_sha256": None},
+        "seed": seed,
+    }
+
+
+def matrix_rows(matrix) -> list[dict]:
+    matrix = np.asarray(matrix, dtype=float)
+    return [{"after_task": i, "eval_task": j + 1, "accuracy": float(matrix[i, j]), "n_samples": 100,
+             "train_seconds": 0.5 * (i > 0), "eval_seconds": 0.01}
+            for i in range(matrix.shape[0]) for j in range(matrix.shape[1])]
+
+
+def write(root: Path, matrix, status: str = "ok", extra: dict | None = None, **config) -> Path:
+    rows = [] if status != "ok" else matrix_rows(matrix)
+    return write_run(root, make_config(**config), rows, status=status, extra=extra)
+
+
+def shifted(delta: float, matrix=EXAMPLE) -> np.ndarray:
+    """The matrix with every trained row moved by `delta` (row 0, the untrained model, unchanged)."""
+    out = np.array(matrix, dtype=float)
+    out[1:] = np.clip(out[1:] + delta, 0, 1)
+    return out
+
+
+def three_learners(root: Path) -> Path:
+    """Three learners on one class-IL scenario: ewc seeds 0-2, finetune seeds 0-1 (seed 2 failed),
+    replay seed 0 only (seeds 1 and 2 never run)."""
+    for seed, delta in enumerate((0.0, 0.02, -0.01)):
+        write(root, shifted(delta), learner="ewc", seed=seed)
+    forgetful = EXAMPLE.copy()
+    forgetful[4, :3] = [0.05, 0.10, 0.20]
+    for seed, delta in enumerate((0.0, 0.01)):
+        write(root, shifted(delta, forgetful), learner="finetune", seed=seed)
+    write(root, None, status="failed", extra={"error": "Traceback ...\nRuntimeError: out of memory"},
+          learner="finetune", seed=2)
+    write(root, shifted(0.03), learner="replay", seed=0)
+    return root
