@@ -51,6 +51,7 @@ class SGDLearner:
     momentum: float = 0.0                 # SGD momentum
     weight_decay: float = 0.0             # L2 weight decay of the optimiser
     epochs: int = 10                      # passes over each task's training data
+    iterations: int = 0                   # minibatch steps per task instead of epochs (0 = use epochs)
     batch_size: int = 32                  # training minibatch size
     reset_optimizer: bool = True          # fresh optimiser state at every task start
     device: str = "auto"                  # "auto" (CUDA if present), "cpu", "cuda", ...
@@ -63,6 +64,8 @@ class SGDLearner:
                 raise UsageError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.momentum < 0 or self.weight_decay < 0:
             raise UsageError("momentum and weight_decay must be non-negative")
+        if self.iterations < 0:
+            raise UsageError(f"iterations must be >= 0 (0 = train by epochs), got {self.iterations}")
         self.widths = tuple(self.widths)
 
     # -- state -------------------------------------------------------------------------------
@@ -86,9 +89,9 @@ class SGDLearner:
     def fit_task(self, task: Task) -> None:
         self.begin_task(task)
         self.model_.train()
-        for _ in range(self.epochs):
+        for batches in self.passes(task):
             last = None
-            for x, y, mask in self.batches(task):
+            for x, y, mask in batches:
                 loss = self.loss(x, y, mask)
                 self.optimizer_.zero_grad(set_to_none=True)
                 loss.backward()
@@ -97,6 +100,29 @@ class SGDLearner:
             if last is not None and not math.isfinite(last.item()):
                 raise DivergenceError(f"training loss became {last.item()} on task {task.task_id}")
         self.end_task(task)
+
+    def passes(self, task: Task) -> Iterator[Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]]:
+        """The passes over a task's batches: `epochs` full passes, or with `iterations` > 0 as many
+        passes (each freshly shuffled) as it takes to make exactly `iterations` steps, the last one cut short."""
+        if not self.iterations:
+            for _ in range(self.epochs):
+                yield self.batches(task)
+            return
+        remaining = self.iterations
+
+        def limited() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+            nonlocal remaining
+            for batch in self.batches(task):
+                remaining -= 1
+                yield batch
+                if remaining == 0:
+                    return
+
+        while remaining > 0:
+            before = remaining
+            yield limited()
+            if remaining == before:
+                raise UsageError(f"task {task.task_id} gave no training batches; cannot make {self.iterations} iterations")
 
     def begin_task(self, task: Task) -> None:
         """Move the task's data to the device and record which output units it uses."""

@@ -21,12 +21,28 @@ BUILTIN_LEARNERS = {
     "joint": "clbench.learners.joint:Joint",
     "ewc": "clbench.learners.ewc:EWC",
     "replay": "clbench.learners.replay:Replay",
+    "hope": "clbench.learners.hope:Hope",
 }
 
 # Named scenarios: a builder from clbench.scenario, its dataset and arguments, and a default protocol.
 NAMED_SCENARIOS: dict[str, dict[str, Any]] = {
     "split-digits": {"builder": "split", "dataset": "digits", "n_tasks": 5, "protocol": "class_il"},
     "permuted-digits": {"builder": "permuted", "dataset": "digits", "n_tasks": 5, "protocol": "domain_il"},
+    "rotated-digits": {"builder": "rotated", "dataset": "digits", "n_tasks": 4, "angle_step": 90.0,
+                       "protocol": "domain_il"},
+    # The standard image benchmarks (files in $CLBENCH_DATA, see clbench.data). Split MNIST and
+    # Split CIFAR-100 follow van de Ven, Tuytelaars & Tolias 2022 (5 tasks of 2 digits; 10 tasks of
+    # 10 classes); Permuted MNIST has their 10 tasks; Rotated uses 0/45/90/135 degrees.
+    "split-mnist": {"builder": "split", "dataset": "mnist", "n_tasks": 5, "protocol": "class_il"},
+    "permuted-mnist": {"builder": "permuted", "dataset": "mnist", "n_tasks": 10, "protocol": "domain_il"},
+    "rotated-mnist": {"builder": "rotated", "dataset": "mnist", "n_tasks": 4, "angle_step": 45.0,
+                      "protocol": "domain_il"},
+    "split-fmnist": {"builder": "split", "dataset": "fashion-mnist", "n_tasks": 5, "protocol": "class_il"},
+    "permuted-fmnist": {"builder": "permuted", "dataset": "fashion-mnist", "n_tasks": 10, "protocol": "domain_il"},
+    "rotated-fmnist": {"builder": "rotated", "dataset": "fashion-mnist", "n_tasks": 4, "angle_step": 45.0,
+                       "protocol": "domain_il"},
+    "split-cifar10": {"builder": "split", "dataset": "cifar10", "n_tasks": 5, "protocol": "class_il"},
+    "split-cifar100": {"builder": "split", "dataset": "cifar100", "n_tasks": 10, "protocol": "class_il"},
 }
 
 ENTRY_POINT_GROUP = "clbench.learners"

@@ -11,14 +11,16 @@ learning") through `protocol`. Labels are stored in the output space of the prot
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, overload
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from clbench.data import ArrayDataset, load
+from clbench.data import ArrayDataset, as_float, load
 from clbench.errors import UsageError
 from clbench.registry import PROTOCOLS
 
@@ -96,7 +98,14 @@ def _check_protocol(protocol: str) -> None:
 
 
 def _tensor(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x))
+    """A tensor of `x` (images become float32 in [0, 1]); a copy when `x` is read-only."""
+    x = np.ascontiguousarray(as_float(x))
+    return torch.from_numpy(x if x.flags.writeable else x.copy())
+
+
+def _dataset_config(dataset: ArrayDataset) -> dict[str, Any]:
+    """What the scenario records about its data: the name, plus how it was split or checked."""
+    return {"dataset": dataset.name, **({"dataset_info": dataset.info} if dataset.info else {})}
 
 
 def split(dataset: ArrayDataset, n_tasks: int, protocol: str = "class_il",
@@ -144,7 +153,7 @@ def split(dataset: ArrayDataset, n_tasks: int, protocol: str = "class_il",
                           _tensor(dataset.x_test[te]), _tensor(lookup[dataset.y_test[te]]),
                           source_classes=tuple(group)))
     n_outputs = len(groups[0]) if protocol == "domain_il" else n_classes
-    config = {"builder": "split", "dataset": dataset.name, "n_tasks": n_tasks, "protocol": protocol,
+    config = {"builder": "split", **_dataset_config(dataset), "n_tasks": n_tasks, "protocol": protocol,
               "class_order": order}
     return Scenario(name, protocol, n_outputs, tuple(tasks), config)
 
@@ -176,24 +185,93 @@ def permuted(dataset: ArrayDataset, n_tasks: int, protocol: str = "domain_il", p
                           permute(dataset.x_test), _tensor(dataset.y_test + offset),
                           source_classes=tuple(range(k))))
     n_outputs = k if protocol == "domain_il" else n_tasks * k
-    config = {"builder": "permuted", "dataset": dataset.name, "n_tasks": n_tasks, "protocol": protocol,
+    config = {"builder": "permuted", **_dataset_config(dataset), "n_tasks": n_tasks, "protocol": protocol,
               "perm_seed": perm_seed, "first_identity": first_identity}
     return Scenario(name, protocol, n_outputs, tuple(tasks), config)
 
 
-BUILDERS = {"split": split, "permuted": permuted}
+def rotate_images(x: np.ndarray, angle: float) -> np.ndarray:
+    """Images (N, C, H, W) rotated counter-clockwise by `angle` degrees about their centre, as float32.
+
+    Multiples of 90 degrees on square images are exact (pixels are moved, not resampled); other
+    angles use bilinear interpolation (torch `affine_grid` + `grid_sample`), with zeros where the
+    rotated image does not cover the frame.
+    """
+    x = np.ascontiguousarray(as_float(x))
+    if angle % 360 == 0:
+        return x.copy()
+    with warnings.catch_warnings():  # x may be a read-only (cached) array; it is only read here
+        warnings.simplefilter("ignore", UserWarning)
+        images = torch.from_numpy(x)
+    height, width = images.shape[-2:]
+    if angle % 90 == 0 and height == width:
+        return torch.rot90(images, k=int(angle // 90) % 4, dims=(-2, -1)).contiguous().numpy()
+    theta = np.deg2rad(angle)
+    cos, sin = float(np.cos(theta)), float(np.sin(theta))
+    # affine_grid maps output coordinates to input coordinates in [-1, 1] (x right, y down), so an
+    # image turned counter-clockwise on screen samples its input through the clockwise rotation.
+    matrix = torch.tensor([[cos, -sin * height / width, 0.0], [sin * width / height, cos, 0.0]],
+                          dtype=torch.float32)
+    out = []
+    for start in range(0, len(images), 4096):
+        chunk = images[start:start + 4096]
+        grid = F.affine_grid(matrix.expand(len(chunk), 2, 3), list(chunk.shape), align_corners=False)
+        out.append(F.grid_sample(chunk, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
+    return torch.cat(out).clamp_(0.0, 1.0).numpy() if out else x.copy()
+
+
+def rotated(dataset: ArrayDataset, n_tasks: int, protocol: str = "domain_il",
+            angles: Sequence[float] | None = None, angle_step: float = 45.0,
+            name: str = "rotated") -> Scenario:
+    """Every task holds all classes, rotated by its own fixed angle (degrees, counter-clockwise).
+
+    The angles are given explicitly (one per task) or are 0, `angle_step`, 2 * `angle_step`, ...
+    (the first task is unrotated). Output units as in `permuted`: under `class_il` and `task_il`
+    task t, class c -> unit t*K + c; under `domain_il` all tasks share the K units.
+    """
+    _check_protocol(protocol)
+    if n_tasks < 1:
+        raise UsageError(f"n_tasks must be at least 1, got {n_tasks}")
+    if angles is None:
+        angles = [t * float(angle_step) for t in range(n_tasks)]
+    angles = [float(a) for a in angles]
+    if len(angles) != n_tasks:
+        raise UsageError(f"angles must give one angle per task: {n_tasks} tasks, {len(angles)} angles")
+    if len(dataset.input_shape) != 3:
+        raise UsageError(f"rotated needs images (C, H, W); {dataset.name} has inputs of shape {dataset.input_shape}")
+    k = dataset.n_classes
+    tasks = []
+    for t, angle in enumerate(angles):
+        offset = 0 if protocol == "domain_il" else t * k
+        tasks.append(Task(t, protocol, tuple(range(offset, offset + k)),
+                          _tensor(rotate_images(dataset.x_train, angle)), _tensor(dataset.y_train + offset),
+                          _tensor(rotate_images(dataset.x_test, angle)), _tensor(dataset.y_test + offset),
+                          source_classes=tuple(range(k))))
+    n_outputs = k if protocol == "domain_il" else n_tasks * k
+    config = {"builder": "rotated", **_dataset_config(dataset), "n_tasks": n_tasks, "protocol": protocol,
+              "angles": angles}
+    return Scenario(name, protocol, n_outputs, tuple(tasks), config)
+
+
+BUILDERS = {"split": split, "permuted": permuted, "rotated": rotated}
+DATASET_OPTIONS = ("test_fraction", "split_seed")  # passed to the dataset source, not the builder
 
 
 def build_scenario(config: dict[str, Any]) -> Scenario:
     """A scenario from its config: `builder`, `dataset`, the builder's arguments, `protocol`,
-    and optionally `eval_split="val"` to evaluate on a held-out part of the training data."""
+    and optionally `eval_split="val"` to evaluate on a held-out part of the training data.
+
+    `dataset` is a source name of `clbench.data.SOURCES` or `npz:PATH`; `test_fraction` and
+    `split_seed` set how `npz:` and `mnist10k` data without a test split are split.
+    """
     from clbench.registry import unknown_name_error
 
     config = dict(config)
     builder_name = config.pop("builder", None)
     if builder_name not in BUILDERS:
         raise unknown_name_error("scenario builder", str(builder_name), BUILDERS)
-    dataset = load(config.pop("dataset", "digits"))
+    options = {key: config.pop(key) for key in DATASET_OPTIONS if key in config}
+    dataset = load(config.pop("dataset", "digits"), **options)
     eval_split = config.pop("eval_split", "test")
     if eval_split == "val":
         dataset = dataset.validation()

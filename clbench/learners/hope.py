@@ -1,0 +1,223 @@
+"""Hope: self-modifying Titans memory plus a Continuum Memory System, trained level by level.
+
+Behrouz, Razaviyayn, Zhong & Mirrokni, "Nested Learning: The Illusion of Deep Learning
+Architectures", NeurIPS 2025 (openreview nbMeRvNb7A) and arXiv 2512.24695 (§8, Eqs. 70-97);
+the memory builds on Titans (Behrouz, Zhong & Mirrokni, arXiv 2501.00663). The paper evaluates
+continual learning only in context; this learner is clbench's extrapolation to labelled task
+streams trained by SGD, written from ../shared/HOPE.md §8 with the readings of its §7. The
+networks are in `hope_modules.py`.
+"""
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from clbench.errors import UsageError
+from clbench.learner import DivergenceError, SGDLearner
+from clbench.learners.hope_modules import HopeClassifier
+from clbench.models import resolve_device
+from clbench.scenario import ScenarioSpec, Task
+
+PREDICT_SLICE = 256            # examples per forward pass in `predict` (each holds its own fast weights)
+CHOICES = {"mixer": ("selfmod", "attention"), "inner_optimizer": ("dgd", "gd"),
+           "inner_objective": ("l2", "dot"), "hidden_decay": ("dgd", "alpha"),
+           "input_kind": ("auto", "image", "vector", "tokens")}
+
+
+@dataclass
+class Hope:
+    """Hope (Nested Learning): a self-modifying Titans memory and a Continuum Memory System (CMS),
+    each CMS level updated at its own period by gradient accumulation with its own AdamW.
+
+    Inputs become tokens (image patches, vector chunks or text); each of `n_blocks` blocks mixes
+    them with the self-modifying memory, which learns inside every example by delta gradient
+    descent (DGD) with momentum and retention from meta-learned initial states, then applies the
+    CMS chain of `cms_levels` MLPs; a linear head reads the mean token. Streaming training
+    (HOPE.md §8.2-8.3): one step is one minibatch; level ℓ accumulates its mean gradient over
+    `levels[ℓ]` steps and then steps its own AdamW with `level_lrs[ℓ]`. CMS block ℓ is level ℓ,
+    the head is `head_level`, and everything else (encoder, memory initial states, W_q,
+    convolutions, gates, read-outs and norms other than each CMS block's own) is `backbone_level`.
+    No task-boundary signal is used (a level's period runs across tasks) unless
+    `flush_at_task_end`. Prediction runs the in-example memory on a scratch state and changes
+    nothing (§8.4). Hope has no replay buffer, no Fisher penalty and no task ids; training masks
+    logits exactly as the baselines do (`SGDLearner.logit_mask`).
+
+    Default width d = 64, not HOPE.md's 256: on the 2-core CPU this was built on, d = 256
+    (≈5.4M parameters) costs ≈1.2 s of CPU per training step, ≈10 minutes per split-digits run;
+    d = 64 (≈0.34M parameters) costs ≈0.16 s, ≈80 s per run. `--set d=256` gives the spec's
+    size; every other default is HOPE.md's.
+    """
+
+    # architecture (HOPE.md §8.1)
+    d: int = 64                      # token width (HOPE.md default 256; see above)
+    n_blocks: int = 2                # HopeBlocks
+    heads: int = 4                   # memory / attention heads; each head's memories act on its d/heads slice
+    n_tokens: int = 16               # tokens for image (a √n×√n patch grid) and vector inputs
+    input_kind: str = "auto"         # "auto" (image if 3-d input, else vector), "image", "vector", "tokens"
+    vocab_size: int = 256            # token inputs: vocabulary size
+    max_text_tokens: int = 64        # token inputs: longer inputs are cut
+    pad_token: int = -1              # token inputs: id left out of the pooling (-1: none)
+    mixer: str = "selfmod"           # "selfmod" (self-modifying Titans) or "attention" (Hope-Attention)
+    selfmod: bool = True             # False: no token mixer at all, CMS only
+    cms_levels: int = 4              # CMS blocks per HopeBlock; block ℓ belongs to level ℓ
+    cms_expansion: int = 4           # hidden width of a CMS MLP, in multiples of d
+    # self-modifying memory (HOPE.md §4, §7)
+    memory_expansion: int = 2        # hidden width of every memory, in multiples of d/heads
+    chunk_mem: int = 4               # tokens per chunk of the main memory M_mem
+    chunk_other: int = 8             # tokens per chunk of M_k, M_v, M_η, M_α
+    conv_window: int = 4             # causal depthwise convolution on q, k and v
+    inner_optimizer: str = "dgd"     # "dgd" (input-dependent decay) or "gd" (w/o DGD)
+    inner_objective: str = "l2"      # inner loss ||M(k) − v̂||² ("l2") or −⟨M(k), v̂⟩ ("dot", gated delta)
+    hidden_decay: str = "dgd"        # decay of a memory's second layer: "dgd" (rank-1) or "alpha" only
+    momentum: float = 0.9            # inner momentum β (0 = w/o momentum)
+    retention: bool = True           # data-dependent retention α_t; False: α_t ≡ 1 (w/o weight decay)
+    alpha_init: float = 0.98         # initial retention α (bias of its read-out is sigmoid⁻¹ of this)
+    eta_max: float = 0.1             # inner learning rate η_t = eta_max · sigmoid(·)
+    adaptive_k: bool = True          # k from a memory M_k; False: static linear k (Titans-like)
+    adaptive_v: bool = True          # v from a memory M_v; False: static linear v
+    adaptive_q: bool = False         # q from a memory M_q too (extension; the paper keeps q static)
+    first_order: bool = False        # inner writes see detached states (no back-prop through the unroll)
+    memorize: bool = True            # False: memories stay at their initial states (diagnostic)
+    # streaming levels (HOPE.md §8.2)
+    levels: tuple[int, ...] = (1, 4, 16, 64)                      # update period of each level, in steps
+    level_lrs: tuple[float, ...] = (1e-3, 1e-3, 5e-4, 3e-4)       # AdamW learning rate of each level
+    head_level: int = 1              # level of the classifier head
+    backbone_level: int = 4          # level of everything outside the CMS blocks and the head
+    weight_decay: float = 0.0        # AdamW decoupled weight decay of every level (0, as the baselines' Adam)
+    flush_at_task_end: bool = False  # apply partial accumulations when a task ends (a task-boundary signal)
+    epochs: int = 10                 # passes over each task's training data
+    batch_size: int = 32             # minibatch size (one stream step)
+    device: str = "auto"             # "auto" (CUDA if present), "cpu", "cuda", ...
+
+    def __post_init__(self) -> None:
+        self.levels, self.level_lrs = tuple(self.levels), tuple(self.level_lrs)
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise UsageError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        positive = ("d", "n_blocks", "heads", "n_tokens", "vocab_size", "max_text_tokens", "cms_expansion",
+                    "memory_expansion", "chunk_mem", "chunk_other", "conv_window", "epochs", "batch_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.d % self.heads:
+            raise UsageError(f"d={self.d} must be divisible by heads={self.heads}")
+        if not self.levels or any(p < 1 for p in self.levels):
+            raise UsageError(f"levels must be positive update periods in steps, got {self.levels}")
+        if len(self.level_lrs) != len(self.levels) or any(lr < 0 for lr in self.level_lrs):
+            raise UsageError(f"level_lrs needs one non-negative rate per level: {len(self.levels)} levels, "
+                             f"got {self.level_lrs}")
+        if not 0 <= self.cms_levels <= len(self.levels):
+            raise UsageError(f"cms_levels must be between 0 and len(levels)={len(self.levels)}, got {self.cms_levels}")
+        for name in ("head_level", "backbone_level"):
+            if not 1 <= getattr(self, name) <= len(self.levels):
+                raise UsageError(f"{name} must be a level between 1 and {len(self.levels)}, got {getattr(self, name)}")
+        if not 0 <= self.momentum < 1 or not 0 < self.alpha_init < 1 or self.eta_max < 0 or self.weight_decay < 0:
+            raise UsageError("need 0 <= momentum < 1, 0 < alpha_init < 1, eta_max >= 0, weight_decay >= 0")
+        if not self.selfmod and self.mixer == "attention":
+            raise UsageError("selfmod=False removes the token mixer (CMS only); mixer='attention' replaces it: set one")
+
+    # -- state -------------------------------------------------------------------------------
+    def build_model(self, spec: ScenarioSpec) -> HopeClassifier:
+        """The network for a scenario, initialised from the current torch RNG."""
+        try:
+            return HopeClassifier(self, spec.input_shape, spec.n_outputs)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+
+    def level_of(self, name: str) -> int:
+        """The level (0-based index into `levels`) of a parameter, by its name in the model."""
+        if name.startswith("head."):
+            return self.head_level - 1
+        match = re.match(r"blocks\.\d+\.cms\.(\d+)\.", name)
+        return int(match.group(1)) if match else self.backbone_level - 1
+
+    def setup(self, spec: ScenarioSpec, seed: int) -> None:
+        self.spec_ = spec
+        self.device_ = resolve_device(self.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.model_ = self.build_model(spec).to(self.device_)
+        self.generator_ = torch.Generator().manual_seed(seed)
+        self.seen_units_ = torch.zeros(spec.n_outputs, dtype=torch.bool)
+        self.task_units_: dict[int, torch.Tensor] = {}
+        self.level_params_: list[list[torch.nn.Parameter]] = [[] for _ in self.levels]
+        for name, p in self.model_.named_parameters():
+            self.level_params_[self.level_of(name)].append(p)
+        self.optimizers_ = [torch.optim.AdamW(ps, lr=lr, weight_decay=self.weight_decay) if ps else None
+                            for ps, lr in zip(self.level_params_, self.level_lrs)]
+        self.accum_ = [[torch.zeros_like(p) for p in ps] for ps in self.level_params_]
+        self.pending_ = [0] * len(self.levels)     # steps accumulated since each level last stepped
+        self.step_ = 0                             # stream steps (minibatches) so far
+
+    # -- training ----------------------------------------------------------------------------
+    def fit_task(self, task: Task) -> None:
+        units = torch.zeros(self.spec_.n_outputs, dtype=torch.bool)
+        units[list(task.classes)] = True
+        self.task_units_[task.task_id] = units
+        self.seen_units_ |= units
+        mask = self.logit_mask(torch.full((1,), task.task_id))
+        x, y = task.x_train.to(self.device_), task.y_train.to(self.device_)
+        if self.step_ == 0:
+            self._warn_long_periods(math.ceil(len(y) / self.batch_size) * self.epochs * self.spec_.n_tasks)
+        for _ in range(self.epochs):
+            for xb, yb in self.shuffled(x, y):
+                self.train_step(xb, yb, mask)
+        if self.flush_at_task_end:
+            for level in range(len(self.levels)):
+                self._apply(level)
+
+    # the same data order and class masking as the baselines
+    shuffled = SGDLearner.shuffled
+    logit_mask = SGDLearner.logit_mask
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """One stream step (HOPE.md §8.3): gradient of the masked loss, accumulated per level;
+        each level whose period is complete steps its optimiser with the mean gradient."""
+        logits = self.model_(x)
+        loss = F.cross_entropy(logits if mask is None else logits + mask, y)
+        if not torch.isfinite(loss):
+            raise DivergenceError(f"Hope's training loss became {loss.item()} at stream step {self.step_ + 1}")
+        for p in self.model_.parameters():
+            p.grad = None
+        loss.backward()
+        self.step_ += 1
+        for level, period in enumerate(self.levels):
+            for p, acc in zip(self.level_params_[level], self.accum_[level]):
+                if p.grad is not None:
+                    acc.add_(p.grad)
+            self.pending_[level] += 1
+            if self.pending_[level] == period:
+                self._apply(level)
+        return loss.detach()
+
+    def _apply(self, level: int) -> None:
+        """Step a level's AdamW with its accumulated gradient divided by the steps accumulated."""
+        count, self.pending_[level] = self.pending_[level], 0
+        if count == 0 or self.optimizers_[level] is None:
+            return
+        for p, acc in zip(self.level_params_[level], self.accum_[level]):
+            p.grad = acc / count
+        self.optimizers_[level].step()
+        for p, acc in zip(self.level_params_[level], self.accum_[level]):
+            p.grad = None
+            acc.zero_()
+
+    def _warn_long_periods(self, stream_steps: int) -> None:
+        idle = [f"level {i + 1} (period {p})" for i, p in enumerate(self.levels)
+                if self.level_params_[i] and p > stream_steps]
+        if idle:
+            warnings.warn(f"Hope: {', '.join(idle)} will never update: the stream has about {stream_steps} steps",
+                          stacklevel=3)
+
+    # -- evaluation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
+        """Logits; the memories adapt inside each example on a scratch state (closed-form inner
+        gradients, no autograd), and no parameter, accumulator or optimiser state is touched.
+        Examples are independent, so large inputs go through in slices to bound the memory."""
+        return torch.cat([self.model_(part.to(self.device_)) for part in x.split(PREDICT_SLICE)])

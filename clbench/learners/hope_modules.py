@@ -1,0 +1,398 @@
+"""The networks of the `hope` learner (clbench/learners/hope.py): encoder, self-modifying Titans
+memory, Hope-Attention, Continuum Memory System blocks and the classifier around them.
+
+Written from ../shared/HOPE.md (§4, §5, §7, §8.1); equation numbers refer to arXiv 2512.24695.
+Every module takes `cfg`, an object with the fields of `clbench.learners.hope.Hope`, so that
+the defaults live in one place.
+
+Shapes: B batch, T tokens, d width, H heads, h = d / H head width, M memories stacked in one
+tensor, C tokens in one chunk, m = expansion · h hidden width of a memory.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EPS = 1e-6
+
+
+def l2norm(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(EPS)
+
+
+# -- the inner (in-context) update, §4 and §7 items 1-7 -----------------------------------------
+#
+# Every example has its own fast weights. Per token t of a chunk that starts at b, with the inner
+# gradient g_t = d_t â_tᵀ taken at the boundary state W_b and â_t the layer's unit-norm input
+# (§7 items 1, 2 and 4):
+#     S_t = β S_{t−1} − η_t d_t â_tᵀ,        W_t = α_t W_{t−1} − η_t (W_{t−1} â_t) â_tᵀ + S_t.
+# Only the states at chunk boundaries are ever read, so a chunk of C tokens is applied in closed
+# form. With local times τ = 0..C (τ = 0 the boundary),
+#     P[τ,s] = Π_{i=s+1..τ} α_i,   Q[τ,j] = Σ_{s=j..τ} P[τ,s] β^{s−j},   R[τ] = Σ_{s=1..τ} P[τ,s] β^s,
+#     W_C = P[C,0] W_b + R[C] S_b − Σ_j η_j (P[C,j] u_j + Q[C,j] d_j) â_jᵀ,
+#     S_C = β^C S_b − Σ_j β^{C−j} η_j d_j â_jᵀ,
+# where u_t = W_{t−1} â_t = P[t−1,0] W_b â_t + R[t−1] S_b â_t − Σ_{j<t} η_j (P[t−1,j] u_j + Q[t−1,j] d_j) â_jᵀ â_t
+# solves a unit lower-triangular C×C system: all rank-1, no h×h matrix is formed. Without DGD
+# ("gd") the u terms are absent: W_t = α_t W_{t−1} + S_t.
+
+
+def chunk_tables(eta: torch.Tensor, log_alpha: torch.Tensor, beta: float):
+    """P (B, H, 1, C+1, C+1), Q (B, H, 1, C+1, C) and R (B, H, 1, C+1) of one chunk from its
+    η and log α (B, H, C); the extra axis broadcasts over memories."""
+    n = eta.shape[-1]
+    cum = F.pad(log_alpha.cumsum(-1), (1, 0))
+    lower = torch.ones(n + 1, n + 1, dtype=torch.bool, device=eta.device).tril()
+    P = torch.where(lower, cum[..., :, None] - cum[..., None, :], float("-inf")).exp()
+    gap = torch.arange(n, device=eta.device, dtype=eta.dtype)
+    gap = gap[:, None] - gap[None, :]
+    powers = torch.where(gap >= 0, beta ** gap.clamp_min(0), torch.zeros_like(gap))
+    R = P[..., 1:] @ (beta ** torch.arange(1, n + 1, device=eta.device, dtype=eta.dtype))
+    return P.unsqueeze(2), (P[..., 1:] @ powers).unsqueeze(2), R.unsqueeze(2)
+
+
+def unit_lower_solve(lower: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """X with (I + L) X = rhs for strictly lower-triangular L (B, H, 1|M, C, C), rhs (B, H, M, C, O).
+    A system shared by the memories (L with one memory) is solved once for all of them."""
+    B, H, n_mem, n, width = rhs.shape
+    if lower.shape[2] == 1 and n_mem > 1:
+        stacked = rhs.transpose(2, 3).reshape(B, H, 1, n, n_mem * width)
+        x = torch.linalg.solve_triangular(lower, stacked, upper=False, unitriangular=True)
+        return x.view(B, H, n, n_mem, width).transpose(2, 3)
+    return torch.linalg.solve_triangular(lower.expand(B, H, n_mem, n, n), rhs, upper=False, unitriangular=True)
+
+
+def chunk_write(w, s, a_hat, d, boundary_a, eta, tables, beta: float, decay: bool, first_order: bool = False):
+    """One layer's fast weights after a chunk, in the closed form above.
+
+    w (B|1, H, M, O, I) is the boundary state W_b, s the momentum S_b (None for zero); â (B, H,
+    1|M, C, I) the unit inputs; d (B, H, M, C, O) the gradient factors; `boundary_a` = W_b â_t
+    (a by-product of the inner gradient); η (B, H, C); `tables` from `chunk_tables`. With
+    `first_order`, W_b and S_b enter the write detached: the new state is W_b plus a write that
+    depends on the chunk's own inputs only (§7 item 7). Returns (W_C, S_C).
+    """
+    P, Q, R = tables
+    n = a_hat.shape[-2]
+    e = eta.unsqueeze(2)                                              # (B, H, 1, C)
+    w_fixed = w.detach() if first_order else w
+    s_fixed = None if s is None else (s.detach() if first_order else s)
+    if decay:
+        rhs = P[..., :-1, 0, None] * boundary_a                       # rows t = 1..C use τ = t − 1
+        if s_fixed is not None:
+            rhs = rhs + R[..., :-1, None] * (a_hat @ s_fixed.transpose(-1, -2))
+        gram = a_hat @ a_hat.transpose(-1, -2)
+        strict = torch.ones(n, n, dtype=torch.bool, device=d.device).tril(-1)
+        rhs = rhs - torch.where(strict, gram * (e.unsqueeze(-2) * Q[..., :-1, :]), 0.0) @ d
+        u = unit_lower_solve(torch.where(strict, gram * (e.unsqueeze(-2) * P[..., :-1, 1:]), 0.0), rhs)
+        left = (e * P[..., n, 1:]).unsqueeze(-1) * u + (e * Q[..., n, :]).unsqueeze(-1) * d
+    else:
+        left = (e * Q[..., n, :]).unsqueeze(-1) * d
+    carry = P[..., n, 0, None, None]
+    w_new = w + (carry - 1) * w_fixed if first_order else carry * w
+    if s_fixed is not None:
+        w_new = w_new + R[..., n, None, None] * s_fixed
+    w_new = w_new - left.transpose(-1, -2) @ a_hat
+    tail = beta ** torch.arange(n - 1, -1, -1, device=d.device, dtype=d.dtype)          # β^{C−j}
+    s_new = -((e * tail).unsqueeze(-1) * d).transpose(-1, -2) @ a_hat
+    if s_fixed is not None:
+        s_new = s_new + beta ** n * s_fixed
+    return w_new, s_new
+
+
+def _apply(w: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """z Wᵀ for row vectors z (B, H, 1|M, C, I) and weights W (B|1, H, M, O, I)."""
+    if w.shape[0] == 1:                                               # initial states, shared by the batch
+        if z.shape[2] == 1:
+            return torch.einsum("bhci,hmoi->bhmco", z.squeeze(2), w.squeeze(0))
+        return torch.einsum("bhmci,hmoi->bhmco", z, w.squeeze(0))
+    return z @ w.transpose(-1, -2)
+
+
+class Memories:
+    """A group of M memories `M(z) = z + W_out silu(W_in z)` sharing a chunk size, through one
+    batch of sequences: per-example fast weights W_in (B, H, M, m, h), W_out (B, H, M, h, m) and
+    their momenta, starting from the meta-learned initial states (H, M, ·, ·)."""
+
+    def __init__(self, w_in0, w_out0, cfg: Any):
+        self.w_in, self.w_out = w_in0.unsqueeze(0), w_out0.unsqueeze(0)
+        self.s_in = self.s_out = None
+        self.cfg = cfg
+
+    def forward(self, z, fixed: bool = False):
+        """(M(z), pre-activation, activation) at the current state; z (B, H, 1|M, C, h).
+        With `fixed`, the state is seen detached (first-order writes)."""
+        w_in, w_out = (self.w_in.detach(), self.w_out.detach()) if fixed else (self.w_in, self.w_out)
+        pre = _apply(w_in, z)
+        act = F.silu(pre)
+        return z + _apply(w_out, act), pre, act
+
+    def write(self, k, v, eta, tables, read: torch.Tensor | None = None):
+        """One chunk of inner updates from the current (boundary) state M_b: targets v̂ = M_b(v),
+        inner gradients of ℒ(M; k, v̂) at M_b, then the DGD + momentum recurrence over the chunk.
+        Returns M_b(read) when `read` is given, computed in the same pass.
+
+        ℒ = ||M(k) − v̂||² ("l2") or −⟨M(k), v̂⟩ ("dot"). v̂ is a fixed target of the inner loss
+        (§7 item 6): it enters the closed-form gradient only through the error signal, and the
+        outer gradient still flows through it to v. The gradient w.r.t. W_in is δ kᵀ and w.r.t.
+        W_out is e aᵀ = (e ||a||) âᵀ: rank-1, with the layer's unit input as â (§7 item 2).
+        k, v, read (B, H, C, h); η (B, H, C).
+        """
+        cfg, n = self.cfg, k.shape[-2]
+        result = None
+        if read is not None and cfg.first_order:                      # reads see the state attached
+            result, read = self.forward(read.unsqueeze(2))[0], None
+        inputs = [v, k] if read is None else [read, v, k]
+        out, pre, act = self.forward(torch.cat(inputs, -2).unsqueeze(2), fixed=cfg.first_order)
+        first = out.shape[-2] - 2 * n
+        if read is not None:
+            result = out[..., :first, :]
+        v_hat, out = out[..., first:first + n, :], out[..., first + n:, :]
+        pre, act = pre[..., first + n:, :], act[..., first + n:, :]
+        err = 2 * (out - v_hat) if cfg.inner_objective == "l2" else -v_hat     # ∂ℒ/∂M(k)
+        act_norm = act.norm(dim=-1, keepdim=True).clamp_min(EPS)
+        sig = torch.sigmoid(pre)
+        w_out = self.w_out.detach() if cfg.first_order else self.w_out
+        delta = (err @ w_out) * (sig * (1 + pre * (1 - sig)))
+        dgd = cfg.inner_optimizer == "dgd"
+        k = k.unsqueeze(2)
+        self.w_in, self.s_in = chunk_write(self.w_in, self.s_in, k, delta, pre, eta, tables,
+                                           cfg.momentum, dgd, cfg.first_order)
+        self.w_out, self.s_out = chunk_write(self.w_out, self.s_out, act / act_norm, err * act_norm,
+                                             (out - k) / act_norm, eta, tables, cfg.momentum,
+                                             dgd and cfg.hidden_decay == "dgd", cfg.first_order)
+        return result
+
+
+def causal_conv(conv: nn.Conv1d, x: torch.Tensor, history: torch.Tensor | None = None):
+    """Depthwise causal convolution over tokens, written out (faster than conv1d at this size).
+    x (B, d, L); history (B, d, w−1) holds the inputs before x (zeros at the start).
+    Returns (y, new history)."""
+    width, length = conv.kernel_size[0], x.shape[-1]
+    if history is None:
+        history = x.new_zeros(x.shape[0], x.shape[1], width - 1)
+    full = torch.cat([history, x], dim=-1)
+    y = conv.bias[:, None] + sum(conv.weight[:, 0, i, None] * full[..., i:i + length] for i in range(width))
+    return y, full[..., full.shape[-1] - (width - 1):]
+
+
+# -- token mixers -------------------------------------------------------------------------------
+class SelfModTitans(nn.Module):
+    """Self-modifying Titans (§4, arXiv Eqs. 76-93) with the clbench readings of §7.
+
+    Per head, residual 2-layer memories M_k, M_v, M_η, M_α (the "projection" memories, updated
+    every `chunk_other` tokens) and M_mem (every `chunk_mem` tokens), each starting from its
+    meta-learned initial state at every example. q = l2norm(conv(x W_q)), k = l2norm(conv(M_k(x))),
+    v = conv(M_v(x)), η = η_max·sigmoid(read-out of M_η(x)), α = sigmoid(read-out of M_α(x)); every
+    memory regresses k onto its self-generated target v̂ = M(v) by DGD with momentum and retention
+    α. Reads, k, v, η, α and all inner gradients of a chunk use the state at the chunk's start
+    (`t − t mod C`, §7 item 1); the decay/momentum recurrence runs over every token. The
+    projection memories never read M_mem, so they run first over the whole sequence, then M_mem.
+    Output (Titans-style gate): W_o (RMSNorm(y) ⊙ silu(x W_g)).
+    """
+
+    def __init__(self, cfg: Any):
+        super().__init__()
+        d, heads = cfg.d, cfg.heads
+        self.cfg, self.heads, self.head_dim = cfg, heads, d // heads
+        h, m = self.head_dim, cfg.memory_expansion * (d // heads)
+        self.proj_names = [n for n, on in (("k", cfg.adaptive_k), ("v", cfg.adaptive_v), ("q", cfg.adaptive_q),
+                                           ("eta", True), ("alpha", cfg.retention)) if on]
+        n_proj = len(self.proj_names)
+        # meta-learned initial states M_□,0, per head and memory (§6 "all initial states")
+        self.proj_in0 = nn.Parameter(torch.randn(heads, n_proj, m, h) / math.sqrt(h))
+        self.proj_out0 = nn.Parameter(torch.randn(heads, n_proj, h, m) / math.sqrt(m))
+        self.mem_in0 = nn.Parameter(torch.randn(heads, 1, m, h) / math.sqrt(h))
+        self.mem_out0 = nn.Parameter(torch.randn(heads, 1, h, m) / math.sqrt(m))
+        # static projections where a memory is switched off (§10 adaptive_k/v=False; q static by default)
+        self.static = nn.ModuleDict({n: nn.Linear(d, d, bias=False)
+                                     for n in ("k", "v", "q") if n not in self.proj_names})
+        self.conv = nn.ModuleDict({n: nn.Conv1d(d, d, cfg.conv_window, groups=d) for n in ("q", "k", "v")})
+        # outer-level read-outs of η and α per head (§7 item 5)
+        self.eta_readout = nn.Parameter(torch.randn(heads, h) / h)
+        self.eta_bias = nn.Parameter(torch.zeros(heads))
+        self.alpha_readout = nn.Parameter(torch.randn(heads, h) / h)
+        self.alpha_bias = nn.Parameter(torch.full((heads,), math.log(cfg.alpha_init / (1 - cfg.alpha_init))))
+        self.gate = nn.Linear(d, d, bias=False)
+        self.out_norm = nn.RMSNorm(d, eps=EPS)
+        self.out = nn.Linear(d, d, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.out_norm(self.read(x)) * F.silu(self.gate(x)))
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:      # (B, d, C) -> (B, H, C, h)
+        return x.view(x.shape[0], self.heads, self.head_dim, x.shape[-1]).transpose(-1, -2)
+
+    def _channels(self, x: torch.Tensor) -> torch.Tensor:   # (B, H, C, h) -> (B, d, C)
+        return x.transpose(-1, -2).reshape(x.shape[0], -1, x.shape[2])
+
+    def read(self, x: torch.Tensor) -> torch.Tensor:
+        """The memory read-outs y_t = M_mem(q_t) for a (B, T, d) sequence, before the output gate."""
+        cfg = self.cfg
+        B, T, d = x.shape
+        write = cfg.memorize
+        xh = x.view(B, T, self.heads, self.head_dim).transpose(1, 2)          # (B, H, T, h)
+        # 1. the projection memories, chunk by chunk: k, v, (q), η, α of every token
+        seqs = {n: self._heads(causal_conv(self.conv[n], lin(x).transpose(1, 2))[0]) for n, lin in self.static.items()}
+        proj = Memories(self.proj_in0, self.proj_out0, cfg)
+        history: dict[str, torch.Tensor | None] = {n: None for n in ("k", "v", "q") if n in self.proj_names}
+        parts: dict[str, list[torch.Tensor]] = {n: [] for n in [*history, "eta", "log_alpha"]}
+        for t0 in range(0, T, cfg.chunk_other):
+            n = min(cfg.chunk_other, T - t0)
+            out = dict(zip(self.proj_names, proj.forward(xh[:, :, None, t0:t0 + n])[0].unbind(2)))
+            for name in history:
+                y, history[name] = causal_conv(self.conv[name], self._channels(out[name]), history[name])
+                out[name] = self._heads(y)
+            out["eta"] = cfg.eta_max * torch.sigmoid((out["eta"] * self.eta_readout[:, None]).sum(-1)
+                                                     + self.eta_bias[:, None])
+            out["log_alpha"] = (F.logsigmoid((out["alpha"] * self.alpha_readout[:, None]).sum(-1)
+                                             + self.alpha_bias[:, None]) if cfg.retention else torch.zeros_like(out["eta"]))
+            for name, chunks in parts.items():
+                chunks.append(out[name])
+            if write and t0 + n < T:                             # the last chunk's write is never read
+                k = l2norm(out["k"] if "k" in out else seqs["k"][:, :, t0:t0 + n])
+                v = out["v"] if "v" in out else seqs["v"][:, :, t0:t0 + n]
+                proj.write(k, v, out["eta"], chunk_tables(out["eta"], out["log_alpha"], cfg.momentum))
+        seqs.update({n: torch.cat(p, 2) for n, p in parts.items()})
+        q, k, v = l2norm(seqs["q"]), l2norm(seqs["k"]), seqs["v"]
+        # 2. the main memory, chunk by chunk: read y_t = M_mem(q_t) at the chunk start, then write
+        mem = Memories(self.mem_in0, self.mem_out0, cfg)
+        reads = []
+        for t0 in range(0, T, cfg.chunk_mem):
+            n = min(cfg.chunk_mem, T - t0)
+            span = slice(t0, t0 + n)
+            if not write or t0 + n >= T:
+                reads.append(mem.forward(q[:, :, None, span])[0].squeeze(2))
+            else:
+                eta = seqs["eta"][..., span]
+                tables = chunk_tables(eta, seqs["log_alpha"][..., span], cfg.momentum)
+                reads.append(mem.write(k[:, :, span], v[:, :, span], eta, tables, read=q[:, :, span]).squeeze(2))
+        y = torch.cat(reads, dim=2)                               # (B, H, T, h)
+        return y.transpose(1, 2).reshape(B, T, d)
+
+
+class CausalAttention(nn.Module):
+    """Softmax self-attention with a causal mask, in place of the memory (Hope-Attention, §5)."""
+
+    def __init__(self, cfg: Any):
+        super().__init__()
+        self.heads = cfg.heads
+        self.qkv = nn.Linear(cfg.d, 3 * cfg.d, bias=False)
+        self.out = nn.Linear(cfg.d, cfg.d, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, d = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out(y.transpose(1, 2).reshape(B, T, d))
+
+
+# -- blocks and the classifier ------------------------------------------------------------------
+class CMSBlock(nn.Module):
+    """One CMS level: `h + MLP(RMSNorm(h))`, expansion `cms_expansion`, SiLU (§7 item 10)."""
+
+    def __init__(self, cfg: Any):
+        super().__init__()
+        self.norm = nn.RMSNorm(cfg.d, eps=EPS)
+        self.mlp = nn.Sequential(nn.Linear(cfg.d, cfg.cms_expansion * cfg.d), nn.SiLU(),
+                                 nn.Linear(cfg.cms_expansion * cfg.d, cfg.d))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.mlp(self.norm(h))
+
+
+class HopeBlock(nn.Module):
+    """`h = z + mixer(RMSNorm(z))`, then the CMS chain, fastest level first (§5, §8.1)."""
+
+    def __init__(self, cfg: Any):
+        super().__init__()
+        if not cfg.selfmod:
+            self.mixer = None                                    # CMS only
+        else:
+            self.mixer_norm = nn.RMSNorm(cfg.d, eps=EPS)
+            self.mixer = CausalAttention(cfg) if cfg.mixer == "attention" else SelfModTitans(cfg)
+        self.cms = nn.ModuleList(CMSBlock(cfg) for _ in range(cfg.cms_levels))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = z if self.mixer is None else z + self.mixer(self.mixer_norm(z))
+        for level in self.cms:
+            h = level(h)
+        return h
+
+
+class Encoder(nn.Module):
+    """Inputs to tokens (§8.1). Images (C, H, W): a 3×3 conv, SiLU, and a patch conv to a
+    g×g grid (g² = n_tokens), scanned row by row. Vectors (D,): zero-padded and cut into
+    n_tokens chunks, each projected linearly. Tokens (L,) of integer ids: an embedding, cut to
+    max_text_tokens, with positions equal to `pad_token` masked out of the pooling. A learned
+    position embedding is added in every case."""
+
+    def __init__(self, cfg: Any, input_shape: tuple[int, ...]):
+        super().__init__()
+        d, kind = cfg.d, cfg.input_kind
+        if kind == "auto":
+            kind = "image" if len(input_shape) == 3 else "vector"
+        self.kind, self.pad_token = kind, cfg.pad_token
+        if kind == "image":
+            channels, height, width = input_shape
+            grid = math.isqrt(cfg.n_tokens)
+            if grid * grid != cfg.n_tokens or height % grid or width % grid:
+                raise ValueError(f"n_tokens={cfg.n_tokens} must be g² with g dividing the image size {height}×{width}")
+            self.stem = nn.Sequential(nn.Conv2d(channels, d // 2, 3, padding=1), nn.SiLU(),
+                                      nn.Conv2d(d // 2, d, (height // grid, width // grid),
+                                                stride=(height // grid, width // grid)))
+            n_tokens = cfg.n_tokens
+        elif kind == "vector":
+            (size,) = input_shape
+            self.chunk = -(-size // cfg.n_tokens)
+            self.stem = nn.Linear(self.chunk, d)
+            n_tokens = cfg.n_tokens
+        elif kind == "tokens":
+            self.stem = nn.Embedding(cfg.vocab_size, d)
+            n_tokens = min(input_shape[0], cfg.max_text_tokens)
+        else:
+            raise ValueError(f"input_kind must be 'auto', 'image', 'vector' or 'tokens', got {kind!r}")
+        self.n_tokens = n_tokens
+        self.position = nn.Parameter(0.02 * torch.randn(n_tokens, d))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mask = None
+        if self.kind == "image":
+            z = self.stem(x).flatten(2).transpose(1, 2)
+        elif self.kind == "vector":
+            x = F.pad(x.flatten(1), (0, self.chunk * self.n_tokens - x[0].numel()))
+            z = self.stem(x.view(len(x), self.n_tokens, self.chunk))
+        else:
+            x = x[:, :self.n_tokens].long()
+            mask = x != self.pad_token
+            z = self.stem(x.clamp_min(0))
+        return z + self.position[:z.shape[1]], mask
+
+
+class HopeClassifier(nn.Module):
+    """Encoder, `n_blocks` HopeBlocks, RMSNorm, mean over valid tokens, linear head (§8.1)."""
+
+    def __init__(self, cfg: Any, input_shape: tuple[int, ...], n_outputs: int):
+        super().__init__()
+        self.encoder = Encoder(cfg, input_shape)
+        self.blocks = nn.ModuleList(HopeBlock(cfg) for _ in range(cfg.n_blocks))
+        self.norm = nn.RMSNorm(cfg.d, eps=EPS)
+        self.head = nn.Linear(cfg.d, n_outputs)
+
+    def tokens(self, z: torch.Tensor) -> torch.Tensor:
+        """Per-token features after the blocks and the final norm, (B, T, d)."""
+        for block in self.blocks:
+            z = block(z)
+        return self.norm(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z, mask = self.encoder(x)
+        h = self.tokens(z)
+        if mask is None:
+            pooled = h.mean(1)
+        else:
+            weights = mask.to(h.dtype).unsqueeze(-1)
+            pooled = (h * weights).sum(1) / weights.sum(1).clamp_min(1)
+        return self.head(pooled)
