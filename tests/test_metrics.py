@@ -8,16 +8,7 @@ import pytest
 
 from clbench import metrics as m
 
-# METRICS.md worked example: T = 4, row 0 is the untrained learner.
-EXAMPLE = np.array(
-    [
-        [0.10, 0.10, 0.10, 0.10],
-        [0.90, 0.10, 0.12, 0.08],
-        [0.70, 0.95, 0.11, 0.09],
-        [0.75, 0.97, 0.92, 0.10],
-        [0.60, 0.85, 0.95, 0.93],
-    ]
-)
+from report_fixtures import EXAMPLE  # the METRICS.md worked matrix
 
 # Every task keeps its accuracy once learned.
 PERFECT_RETENTION = np.array(
