@@ -16,6 +16,7 @@ _EXPORTS = {
     "ScenarioSpec": "clbench.scenario",
     "split": "clbench.scenario",
     "permuted": "clbench.scenario",
+    "rotated": "clbench.scenario",
     "build_scenario": "clbench.scenario",
     "Learner": "clbench.learner",
     "SGDLearner": "clbench.learner",

@@ -77,7 +77,9 @@ class Group:
 
     @property
     def scenario(self) -> str:
-        return self.config["scenario"]["name"]
+        """The scenario's name, marked "(val)" where runs were evaluated on a validation split."""
+        name = self.config["scenario"]["name"]
+        return f"{name} (val)" if self.config["scenario"].get("eval_split") == "val" else name
 
     @property
     def protocol(self) -> str:

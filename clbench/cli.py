@@ -23,6 +23,19 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+DATA_DIR_HELP = "where datasets are looked for and fetched to (default: $CLBENCH_DATA, else ~/.cache/clbench)"
+
+
+def use_data_dir(folder: Optional[Path]) -> None:
+    """Point every dataset lookup of this process, and of the workers it starts, at `folder`."""
+    if folder is not None:
+        import os
+
+        from clbench.data import DATA_ENV
+
+        os.environ[DATA_ENV] = str(folder.expanduser().resolve())
+
+
 @app.command("list")
 def list_command(kind: str = typer.Argument("learners", help="learners, scenarios or metrics")) -> None:
     """List the learners, named scenarios or metrics clbench knows."""
@@ -55,6 +68,9 @@ def run(
     overrides: List[str] = typer.Option([], "--set", help="learner field, key=value (repeatable)"),
     results: Path = typer.Option(Path("results"), "--results", help="directory the run is written under"),
     force: bool = typer.Option(False, "--force", help="run again even if this exact run is already finished"),
+    threads: int = typer.Option(1, "--threads", help="torch threads (1, as in suites: the small models here run "
+                                "fastest single-threaded)"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
 ) -> None:
     """Run one learner on one scenario; print the accuracy matrix and metrics; write the run."""
@@ -63,6 +79,9 @@ def run(
     from clbench.registry import scenario_config
     from clbench.results import find_run, read_run, run_id, write_run
 
+    if threads < 1:
+        fail(f"--threads must be at least 1, got {threads}")
+    use_data_dir(data_dir)
     try:
         config = resolve(scenario_config(scenario, protocol), learner, parse_assignments(overrides), seed)
     except UsageError as err:
@@ -78,6 +97,9 @@ def run(
                 typer.echo(f"  task {after_task}/{len(rows)} trained in {rows[0]['train_seconds']:.2f} s; "
                            f"mean accuracy on tasks seen {100 * sum(seen) / len(seen):.1f}%", err=True)
 
+        from clbench.executors import use_threads
+
+        use_threads(threads)
         try:
             result = execute(config, progress=progress)
         except UsageError as err:
@@ -194,6 +216,8 @@ def suite(
     results: Path = typer.Option(Path("results"), "--results", help="results root; runs go to RESULTS/<suite name>/"),
     force: bool = typer.Option(False, "--force", help="run every run again, finished or not"),
     threads: int = typer.Option(1, "--threads", help="torch threads per run (the same in every executor)"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP + "; local workers inherit it, "
+                                            "Ray workers on other machines need $CLBENCH_DATA set there"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress display; only the table and the summary"),
 ) -> None:
     """Run a suite of scenarios × learners × seeds: what is not finished yet, in parallel if asked;
@@ -203,6 +227,7 @@ def suite(
     from clbench.results import clean_stale
     from clbench.suite import Finished, Started, execute_plan, load_suite, plan as plan_suite
 
+    use_data_dir(data_dir)
     try:
         chosen = make_executor(executor, jobs, threads, address)
         if not dry_run:
@@ -278,6 +303,63 @@ def suite(
     if failures:
         typer.echo("failed runs are run again the next time the suite starts", err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+def published(
+    folder: Path = typer.Argument(..., help="a folder of recorded runs, e.g. results/vandeven-split-fmnist"),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="published numbers (default: baselines/published.csv)"),
+    k: float = typer.Option(3.0, "--k", help="a difference within k combined standard errors counts as a match"),
+) -> None:
+    """Recorded runs next to the published numbers of the same learner, scenario and protocol."""
+    from clbench.published import compare_results, format_comparison
+
+    if not folder.is_dir():
+        fail(f"{folder} is not a folder of runs")
+    try:
+        comparisons = compare_results(folder, csv)
+    except UsageError as err:
+        fail(str(err))
+    if not comparisons:
+        fail(f"no run under {folder} matches a published number (same learner, scenario and protocol; "
+             f"the published rows are in {csv or 'baselines/published.csv'})")
+    typer.echo(format_comparison(comparisons, k))
+
+
+@app.command()
+def fetch(
+    name: str = typer.Argument(..., help="mnist, fashion-mnist, cifar10, cifar100 or mnist10k"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no download progress"),
+) -> None:
+    """Download a dataset's published files into the data directory and verify their checksums.
+    Files already there and intact are kept; a CIFAR archive copied there is unpacked offline."""
+    from clbench import data
+
+    use_data_dir(data_dir)
+    fetchable = [n for n in data.SOURCES if n != "digits"]
+    if name not in fetchable:
+        if name == "digits":
+            fail("digits ships with scikit-learn; there is nothing to fetch")
+        from clbench.registry import unknown_name_error
+
+        fail(str(unknown_name_error("dataset", name, fetchable, " to fetch")))
+    shown: dict[str, int] = {}
+
+    def progress(file: str, done: int, total: Optional[int]) -> None:
+        step = shown.get(file, -1)
+        percent = int(100 * done / total) if total else done >> 20
+        if not quiet and percent // 10 != step // 10:  # a line every 10% (or 10 MiB without a size)
+            shown[file] = percent
+            size = f"{percent}% of {total / 2**20:.1f} MiB" if total else f"{percent} MiB"
+            typer.echo(f"  {file}: {size}", err=True)
+
+    try:
+        where = data.fetch(name, progress=progress)
+        data.load(name)  # read it back as clbench will, checksums included
+    except UsageError as err:
+        fail(str(err))
+    typer.echo(f"{name}: verified, in {where}")
 
 
 def main() -> None:

@@ -562,6 +562,19 @@ def _check_fraction(test_fraction: float) -> None:
         raise UsageError(f"test_fraction must be between 0 and 1, got {test_fraction}")
 
 
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a user's data file, read in blocks; a missing file is a MissingDataError."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MissingDataError(f"npz file not found: {path} (expected a .npz with x_train, y_train and "
+                               f"optionally x_test, y_test)")
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def npz(path: str | Path, test_fraction: float = 0.2, split_seed: int = 0) -> ArrayDataset:
     """A user's arrays from a `.npz` file, as float32 (N, C, H, W) in [0, 1].
 
@@ -587,8 +600,7 @@ def npz(path: str | Path, test_fraction: float = 0.2, split_seed: int = 0) -> Ar
     if ("x_test" in arrays) != ("y_test" in arrays):
         raise DataError(f"{path}: x_test and y_test must be given together (found only "
                         f"{'x_test' if 'x_test' in arrays else 'y_test'})")
-    info: dict[str, Any] = {"source": "npz", "file": str(path.resolve()),
-                            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    info: dict[str, Any] = {"source": "npz", "file": str(path.resolve()), "sha256": file_sha256(path)}
     x_train, y_train = _npz_images(arrays["x_train"], path, "x_train"), _npz_labels(arrays["y_train"], path, "y_train")
     if len(x_train) != len(y_train):
         raise DataError(f"{path}: x_train has {len(x_train)} images but y_train {len(y_train)} labels")

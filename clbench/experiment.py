@@ -24,11 +24,24 @@ def resolve(scenario: dict[str, Any], learner: str, overrides: dict[str, Any], s
     name = name or (learner if ":" not in learner else cls.__name__.lower())
     return {
         "clbench_version": clbench.__version__,
-        "scenario": dict(scenario),
+        "scenario": with_data_checksum(scenario),
         "learner": {"name": name, "class": canonical, "fields": field_values(instance),
                     "source_sha256": source_sha256(canonical)},
         "seed": int(seed),
     }
+
+
+def with_data_checksum(scenario: dict[str, Any]) -> dict[str, Any]:
+    """The scenario config, plus the sha256 of a user's `npz:` file: the run id then changes when
+    the file's content does, and a run never reuses results computed on other data. (The standard
+    releases are checked against their published checksums when loaded.)"""
+    scenario = dict(scenario)
+    dataset = scenario.get("dataset")
+    if isinstance(dataset, str) and dataset.startswith("npz:"):
+        from clbench.data import file_sha256
+
+        scenario["dataset_sha256"] = file_sha256(dataset[4:])
+    return scenario
 
 
 def instantiate(config: dict[str, Any]):

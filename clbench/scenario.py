@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clbench.data import ArrayDataset, as_float, load
+from clbench.data import ArrayDataset, DataError, as_float, load
 from clbench.errors import UsageError
 from clbench.registry import PROTOCOLS
 
@@ -271,7 +271,12 @@ def build_scenario(config: dict[str, Any]) -> Scenario:
     if builder_name not in BUILDERS:
         raise unknown_name_error("scenario builder", str(builder_name), BUILDERS)
     options = {key: config.pop(key) for key in DATASET_OPTIONS if key in config}
+    expected_sha256 = config.pop("dataset_sha256", None)
     dataset = load(config.pop("dataset", "digits"), **options)
+    if expected_sha256 is not None and dataset.info.get("sha256") != expected_sha256:
+        raise DataError(f"{dataset.info.get('file', dataset.name)} changed since this run was planned "
+                        f"(sha256 {dataset.info.get('sha256')}, the run's config says {expected_sha256}): "
+                        f"plan the run again")
     eval_split = config.pop("eval_split", "test")
     if eval_split == "val":
         dataset = dataset.validation()

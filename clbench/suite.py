@@ -7,6 +7,7 @@ seeds = [0, 1, 2]                  # or a range string "0-2", or "0,3,5"
 [[scenario]]
 name = "split-digits"              # a named scenario (clbench list scenarios) ...
 protocol = ["class_il", "task_il"] # a list sweeps
+eval_split = "val"                 # optional: evaluate on a validation split of the training data
 
 [[scenario]]
 builder = "split"                  # ... or a builder with its arguments
@@ -53,7 +54,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 TOP_LEVEL_KEYS = ("name", "description", "seeds", "scenario", "learner")
-NAMED_SCENARIO_KEYS = ("name", "protocol")
+NAMED_SCENARIO_KEYS = ("name", "protocol", "eval_split")
 SUITE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -350,7 +351,11 @@ def _named_scenarios(reader: _Reader, entry: dict[str, Any], table: tuple, where
                                f"{', '.join(NAMED_SCENARIO_KEYS)}); to change its arguments use builder = "
                                f"{NAMED_SCENARIOS[name]['builder']!r} with a name of your own", table, key)
     protocols = _protocols(reader, entry, table, where, NAMED_SCENARIOS[name]["protocol"])
-    return [(scenario_config(name, p), "") for p in protocols]
+    split = entry.get("eval_split", "test")
+    if split not in ("test", "val"):
+        raise reader.error(f"{where} eval_split: {split!r} is not valid (valid: test, val)", table, "eval_split")
+    extra = {"eval_split": "val"} if split == "val" else {}  # "test" is the default: same config, same run id
+    return [({**scenario_config(name, p), **extra}, "") for p in protocols]
 
 
 def _builder_scenarios(reader: _Reader, entry: dict[str, Any], table: tuple, where: str):

@@ -298,3 +298,86 @@ def test_unknown_dataset_names_and_options():
         data.load("digits", split_seed=1)
     with pytest.raises(MissingDataError, match="npz file not found"):
         data.load("npz:/no/such/file.npz")
+
+
+# -- `clbench fetch` and `--data-dir` ---------------------------------------------------------------
+
+def fake_fashion_mirror(tmp_path: Path, monkeypatch) -> Path:
+    """A file:// mirror of a tiny Fashion-MNIST release whose checksums are the real files' own."""
+    mirror = tmp_path / "mirror"
+    write_idx_folder(mirror)
+    md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in mirror.iterdir()}
+    sha = {p.name[:-3]: hashlib.sha256(gzip.decompress(p.read_bytes())).hexdigest() for p in mirror.iterdir()}
+    monkeypatch.setitem(data.RELEASES, "fashion-mnist", dataclasses.replace(
+        data.RELEASES["fashion-mnist"], mirrors=(mirror.as_uri() + "/",), md5=md5, sha256=sha, counts=(6, 4),
+        system_dirs=()))
+    return mirror
+
+
+def test_fetch_command_downloads_verifies_and_keeps_intact_files(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from clbench.cli import app
+
+    fake_fashion_mirror(tmp_path, monkeypatch)
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "elsewhere"))
+    target = tmp_path / "data"
+    result = CliRunner().invoke(app, ["fetch", "fashion-mnist", "--data-dir", str(target)])
+    assert result.exit_code == 0, result.output
+    assert f"verified, in {target.resolve() / 'fashion-mnist'}" in result.output
+    assert "100% of" in result.output  # progress lines
+    files = sorted((target / "fashion-mnist").iterdir())
+    assert [p.name for p in files] == sorted(f"{stem}.gz" for stem in data.IDX_FILES)
+    stamps = [p.stat().st_mtime_ns for p in files]
+    again = CliRunner().invoke(app, ["fetch", "fashion-mnist", "--data-dir", str(target), "--quiet"])
+    assert again.exit_code == 0 and "%" not in again.output
+    assert [p.stat().st_mtime_ns for p in files] == stamps  # intact files are not downloaded again
+    assert not (tmp_path / "elsewhere").exists()  # --data-dir wins over $CLBENCH_DATA
+
+
+@pytest.mark.parametrize("name, message", [("mnsit", "did you mean 'mnist'"),
+                                           ("digits", "ships with scikit-learn")])
+def test_fetch_command_rejects_names_in_one_line(name, message):
+    from typer.testing import CliRunner
+
+    from clbench.cli import app
+
+    result = CliRunner().invoke(app, ["fetch", name])
+    assert result.exit_code == 2
+    assert message in result.output and result.output.count("\n") == 1
+
+
+def test_fetch_command_reports_a_bad_download_in_one_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from clbench.cli import app
+
+    mirror = fake_fashion_mirror(tmp_path, monkeypatch)
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "elsewhere"))  # restored after --data-dir changes it
+    (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"not the release"))
+    result = CliRunner().invoke(app, ["fetch", "fashion-mnist", "--data-dir", str(tmp_path / "data"), "-q"])
+    assert result.exit_code == 2
+    assert "t10k-labels-idx1-ubyte.gz" in result.output and "checksum" in result.output
+    assert result.output.count("\n") == 1
+    assert not (tmp_path / "data" / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").exists()
+
+
+# -- a user's .npz is content-addressed ------------------------------------------------------------
+
+def test_npz_runs_are_keyed_by_the_file_content(tmp_path):
+    from clbench.experiment import resolve
+    from clbench.results import run_id
+    from clbench.scenario import build_scenario
+
+    path = tmp_path / "mine.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8), y_train=np.arange(40) % 4)
+    scenario = {"builder": "split", "dataset": f"npz:{path}", "n_tasks": 2, "protocol": "class_il", "name": "mine"}
+    first = resolve(scenario, "finetune", {}, 0)
+    assert first["scenario"]["dataset_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert build_scenario(first["scenario"]).n_outputs == 4
+    np.savez(path, x_train=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8), y_train=np.arange(40) % 4)
+    second = resolve(scenario, "finetune", {}, 0)
+    assert run_id(first) != run_id(second)
+    with pytest.raises(DataError, match="changed since this run was planned"):
+        build_scenario(first["scenario"])

@@ -78,3 +78,19 @@ def test_a_sweep_is_compared_group_by_group(tmp_path):
         fake_run(tmp_path, "ewc", "split-cifar100", "task_il", 0, 0.70, fields={"lam": lam})
     labels = sorted(c.label for c in compare_results(tmp_path))
     assert labels == ["ewc (lam=1.0)", "ewc (lam=100.0)"]
+
+
+def test_published_command_prints_the_comparison_or_one_line_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from clbench.cli import app
+
+    for seed, acc in enumerate([0.070, 0.080, 0.075]):
+        fake_run(tmp_path / "runs", "finetune", "split-cifar100", "class_il", seed, acc)
+    result = CliRunner().invoke(app, ["published", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert "| finetune | split-cifar100 | class_il | acc | 7.71 ± 0.18 (SEM, n=10) | 7.50 ± 0.29 | 3 | -0.21 | yes |" \
+        in result.output
+    fake_run(tmp_path / "other", "finetune", "split-fmnist", "class_il", 0, 0.19)
+    none = CliRunner().invoke(app, ["published", str(tmp_path / "other")])
+    assert none.exit_code == 2 and "matches a published number" in none.output and none.output.count("\n") == 1

@@ -270,3 +270,19 @@ def test_quick_suite_is_every_builtin_baseline_on_split_digits_in_two_protocols(
                      for p in ("class_il", "task_il")}
     assert len(suite.runs) == 24
     json.dumps([r.config for r in suite.runs])  # configs are plain data
+
+
+def test_named_scenario_can_be_evaluated_on_the_validation_split(tmp_path):
+    from clbench.aggregate import Group
+
+    scenarios = ('[[scenario]]\nname = "split-digits"\neval_split = "val"\n'
+                 '[[scenario]]\nname = "permuted-digits"\neval_split = "test"\n')
+    path = write_suite(tmp_path, "[learner.finetune]\n", seeds="[0]", scenario=scenarios)
+    runs = load_suite(path).runs
+    val, test = runs[0].config["scenario"], runs[1].config["scenario"]
+    assert val["eval_split"] == "val" and "eval_split" not in test  # "test" leaves the run id as without it
+    assert Group("k", runs[0].config).scenario == "split-digits (val)"
+    assert Group("k", runs[1].config).scenario == "permuted-digits"
+    bad = write_suite(tmp_path, "[learner.finetune]\n", file="bad.toml",
+                      scenario='[[scenario]]\nname = "split-digits"\neval_split = "train"\n')
+    assert "eval_split: 'train' is not valid (valid: test, val)" in error_of(bad)

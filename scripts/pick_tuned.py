@@ -1,0 +1,64 @@
+"""Pick each learner's tuned setting from a tuning suite's results (e.g. scenarios/hope-tune.toml).
+
+    .venv/bin/python scripts/pick_tuned.py results/hope-tune [--metric acc]
+
+For every learner label, each try (a distinct set of field values) is scored by its validation
+metric averaged first over seeds, then over the scenario-protocols of the suite; the best try
+wins. Only runs evaluated on a validation split count (eval_split = "val"): a tuning pick read
+off the test split would flatter the method. A try missing any scenario-protocol is listed as
+incomplete and never picked. Prints every try and the pick, with the fields that differ between
+tries.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from clbench.aggregate import group_runs, load_runs
+from clbench.metrics import HIGHER_IS_BETTER, METRICS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path, help="results of a tuning suite, e.g. results/hope-tune")
+    parser.add_argument("--metric", default="acc", help="validation metric to maximise (default acc)")
+    options = parser.parse_args()
+    if options.metric not in METRICS:
+        sys.exit(f"error: unknown metric {options.metric!r} (valid: {', '.join(METRICS)})")
+    if not options.folder.is_dir():
+        sys.exit(f"error: {options.folder} is not a folder of runs")
+    groups = [g for g in group_runs(load_runs(options.folder)) if g.config["scenario"].get("eval_split") == "val"]
+    if not groups:
+        sys.exit(f"error: no runs evaluated on a validation split (eval_split = \"val\") under {options.folder}")
+    cells = sorted({(g.scenario, g.protocol) for g in groups})
+    tries: dict[str, dict[str, dict]] = defaultdict(dict)   # learner -> fields json -> {cell: mean}
+    for g in groups:
+        values = g.values(options.metric)
+        if values:
+            fields = json.dumps(g.config["learner"]["fields"], sort_keys=True)
+            tries[g.learner].setdefault(fields, {})[(g.scenario, g.protocol)] = statistics.fmean(values)
+    sign = 1 if HIGHER_IS_BETTER[options.metric] else -1
+    print(f"validation {options.metric} (%), mean over seeds; columns: " + ", ".join(f"{s}/{p}" for s, p in cells))
+    for learner, by_fields in sorted(tries.items()):
+        all_fields = [json.loads(f) for f in by_fields]
+        varying = sorted(k for k in all_fields[0] if len({json.dumps(f.get(k)) for f in all_fields}) > 1)
+        best, best_score = None, None
+        print(f"\n{learner}:")
+        for fields_json, scores in by_fields.items():
+            fields = json.loads(fields_json)
+            label = ", ".join(f"{k}={fields[k]}" for k in varying) or "(one try)"
+            cols = "  ".join(f"{100 * scores[c]:5.1f}" if c in scores else "  -  " for c in cells)
+            complete = all(c in scores for c in cells)
+            score = statistics.fmean(scores[c] for c in cells) if complete else None
+            print(f"  {label:<40} {cols}   mean {'incomplete' if score is None else f'{100 * score:5.1f}'}")
+            if score is not None and (best_score is None or sign * score > sign * best_score):
+                best, best_score = label, score
+        print(f"  pick: {best}" if best else "  pick: none (no complete try)")
+
+
+if __name__ == "__main__":
+    main()
