@@ -96,3 +96,24 @@ def test_check_prints_a_verdict(tmp_path):
     bad = clbench("check", f"{bad_file}:Peeker", "--set", "epochs=1")
     assert bad.returncode == 1
     assert "FAIL  predict_has_no_side_effects" in bad.stdout and "checks failed" in bad.stdout
+
+
+def test_run_uses_the_threads_it_is_given_and_python_m_clbench_works(tmp_path):
+    """`--threads` reaches torch (checked from inside the learner), and `python -m clbench` is the CLI."""
+    (tmp_path / "probe.py").write_text(textwrap.dedent("""
+        from dataclasses import dataclass
+        import torch
+        from clbench.learners.finetune import Finetune
+
+        @dataclass
+        class Probe(Finetune):
+            def fit_task(self, task):
+                assert torch.get_num_threads() == 3, torch.get_num_threads()
+                super().fit_task(task)
+        """))
+    out = subprocess.run([sys.executable, "-m", "clbench", "run", "--learner", "./probe.py:Probe", "--set", "epochs=1",
+                          "--threads", "3", "--results", str(tmp_path / "r"), "-q"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
+    bad = clbench("run", "--learner", "finetune", "--threads", "0")
+    assert bad.returncode == 2 and "--threads must be at least 1" in bad.stderr

@@ -103,6 +103,14 @@ def test_class_balanced_replay_keeps_equal_shares():
     assert counts.tolist() == [10] * 10
 
 
+def test_class_balanced_replay_keeps_every_task_in_domain_il():
+    """In domain-IL every task brings all classes: each task keeps an equal share of each class,
+    rather than the first task's samples filling the memory for good."""
+    learner = _fit(Replay(epochs=1, buffer_size=100, class_balanced=True), small("domain_il"), 2)
+    pairs = torch.bincount(learner.buffer_task_ * 2 + learner.buffer_y_.cpu(), minlength=4)  # labels 0, 1 per task
+    assert pairs.tolist() == [25] * 4
+
+
 def test_replay_beats_finetuning_in_class_il():
     sc = small("class_il")
     ft = run(sc, Finetune(), seed=0).matrix

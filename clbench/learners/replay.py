@@ -20,7 +20,7 @@ class Replay(SGDLearner):
     """Experience replay: every training batch is joined by a batch drawn from a memory of past
     samples. The memory holds at most `buffer_size` samples, filled by reservoir sampling over
     everything seen (each sample equally likely to be kept) or, with `class_balanced`, an equal
-    share per class seen so far. The memory is kept as tensors on the training device.
+    share per class seen so far (per class and task in domain-IL, where classes recur). The memory is kept as tensors on the training device.
     """
 
     buffer_size: int = 200           # samples in memory
@@ -79,23 +79,25 @@ class Replay(SGDLearner):
         self.n_seen_ += len(y)
 
     def _balance(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor) -> None:
-        """Keep an equal number of samples per class seen so far (old ones truncated, new ones drawn)."""
+        """Keep an equal number of samples per (class, task) pair seen so far: old pairs are
+        truncated to their new share, the new task's pairs are drawn at random. Per class in
+        class- and task-IL, where a class belongs to one task; in domain-IL, where every task
+        brings the same classes, each task keeps its share of each class."""
         self._append(x, y, task_ids)
-        classes = torch.unique(self.buffer_y_)
-        quota = self.buffer_size // len(classes)
+        groups = self.buffer_y_.cpu() * (int(self.buffer_task_.max()) + 1) + self.buffer_task_
+        quota = self.buffer_size // len(torch.unique(groups))
         keep = []
-        for c in classes:
-            members = torch.nonzero(self.buffer_y_ == c).squeeze(1)
+        for group in torch.unique(groups):
+            members = torch.nonzero(groups == group).squeeze(1)
             if len(members) > quota:
-                is_new = self.buffer_task_[members.cpu()] == task_ids[0]
-                if bool(is_new.all()):  # a class of this task: a random subset
-                    members = members[torch.randperm(len(members), generator=self.generator_)[:quota].to(members.device)]
-                else:  # an old class shrinks to its new share
+                if bool((self.buffer_task_[members] == task_ids[0]).all()):  # the new task: a random subset
+                    members = members[torch.randperm(len(members), generator=self.generator_)[:quota]]
+                else:  # an old pair shrinks to its new share
                     members = members[:quota]
             keep.append(members)
         idx = torch.cat(keep).sort().values
-        self.buffer_x_, self.buffer_y_ = self.buffer_x_[idx], self.buffer_y_[idx]
-        self.buffer_task_ = self.buffer_task_[idx.cpu()]
+        self.buffer_x_, self.buffer_y_ = self.buffer_x_[idx.to(self.device_)], self.buffer_y_[idx.to(self.device_)]
+        self.buffer_task_ = self.buffer_task_[idx]
         self.n_seen_ += len(y)
 
     def _append(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor) -> None:
