@@ -34,6 +34,9 @@ class EWC(SGDLearner):
     fisher_samples: int = 256        # training samples used to estimate F (0 = all of the task)
     fisher_labels: str = "sample"    # labels for F: "sample" from the model's prediction (the true
                                      # Fisher), its "argmax", or the "true" labels (empirical Fisher)
+    fisher_batch_size: int = 1       # samples per squared gradient: 1 squares each sample's gradient (the
+                                     # Fisher's definition); Avalanche squares the gradient of each
+                                     # minibatch's mean loss, in data order (its train_mb_size)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -43,6 +46,8 @@ class EWC(SGDLearner):
             raise UsageError(f"gamma must be in (0, 1], got {self.gamma}")
         if self.fisher_samples < 0:
             raise UsageError(f"fisher_samples must be >= 0 (0 = all), got {self.fisher_samples}")
+        if self.fisher_batch_size < 1:
+            raise UsageError(f"fisher_batch_size must be >= 1, got {self.fisher_batch_size}")
         if self.fisher_labels not in FISHER_LABELS:
             raise UsageError(f"fisher_labels must be one of {', '.join(FISHER_LABELS)}, got {self.fisher_labels!r}")
 
@@ -100,6 +105,18 @@ class EWC(SGDLearner):
                 y = torch.multinomial(probs, 1, generator=self.fisher_generator_).squeeze(1).to(self.device_)
             elif self.fisher_labels == "argmax":
                 y = logits.argmax(1)
+
+        if self.fisher_batch_size > 1:
+            def batch_loss(p, xb, yb):
+                return F.cross_entropy(functional_call(self.model_, p, (xb,)) + mask, yb)
+            fisher = {name: torch.zeros_like(p) for name, p in params.items()}
+            starts = range(0, len(x), self.fisher_batch_size)
+            for start in starts:
+                grads = grad(batch_loss)(params, x[start:start + self.fisher_batch_size],
+                                         y[start:start + self.fisher_batch_size])
+                for name, g in grads.items():
+                    fisher[name] += g ** 2
+            return {name: f / len(starts) for name, f in fisher.items()}
 
         def log_likelihood(p, xi, yi):
             out = functional_call(self.model_, p, (xi.unsqueeze(0),)) + mask
