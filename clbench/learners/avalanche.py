@@ -129,9 +129,14 @@ class AvalancheLearner:
         """Train the strategy on `task`, given as the next experience of an Avalanche stream."""
         self.criterion_.allow(task.classes)
         experience = self._experience(task)
-        with _quiet():
-            self.strategy_.train(experience, eval_streams=[], reset_optimizer_state=self.reset_optimizer,
-                                 num_workers=0)
+        try:
+            with _quiet():
+                self.strategy_.train(experience, eval_streams=[], reset_optimizer_state=self.reset_optimizer,
+                                     num_workers=0)
+        except Exception as err:  # Avalanche checks few arguments up front: a bad one fails here
+            args = {arg: getattr(self, name) for name, arg in self.strategy_args.items()}
+            raise UsageError(f"{AVALANCHE_PREFIX}{self.strategy_name} failed training on task {task.task_id + 1} with arguments "
+                             f"{args}: {type(err).__name__}: {_one_line(err) or 'no message'}") from err
 
     def _experience(self, task: Task) -> Any:
         """The task as Avalanche's own benchmark builders give it: a dataset with targets and task
@@ -308,11 +313,8 @@ def _silent_evaluator() -> Any:
 
 
 class _quiet(warnings.catch_warnings):
-    """Restore the warning filters afterwards and hide Avalanche's deprecation chatter meanwhile."""
+    """Restore the warning filters afterwards, and meanwhile keep Avalanche's warnings (deprecation
+    notices, which it shows with filters of its own, and "No loggers specified") from printing."""
 
-    def __enter__(self):
-        out = super().__enter__()
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.filterwarnings("ignore", "No loggers specified", UserWarning)
-        return out
+    def __init__(self) -> None:
+        super().__init__(record=True)
