@@ -106,15 +106,14 @@ class EWC(SGDLearner):
             elif self.fisher_labels == "argmax":
                 y = logits.argmax(1)
 
-        if self.fisher_batch_size > 1:
-            def batch_loss(p, xb, yb):
-                return F.cross_entropy(functional_call(self.model_, p, (xb,)) + mask, yb)
+        if self.fisher_batch_size > 1:  # plain autograd: torch.func.grad costs a one-time import of torch._dynamo
+            names, weights = zip(*self.model_.named_parameters())
             fisher = {name: torch.zeros_like(p) for name, p in params.items()}
             starts = range(0, len(x), self.fisher_batch_size)
             for start in starts:
-                grads = grad(batch_loss)(params, x[start:start + self.fisher_batch_size],
-                                         y[start:start + self.fisher_batch_size])
-                for name, g in grads.items():
+                end = start + self.fisher_batch_size
+                loss = F.cross_entropy(self.model_(x[start:end]) + mask, y[start:end])
+                for name, g in zip(names, torch.autograd.grad(loss, weights)):
                     fisher[name] += g ** 2
             return {name: f / len(starts) for name, f in fisher.items()}
 
