@@ -69,10 +69,10 @@ class EWC(SGDLearner):
         return loss
 
     def penalty(self) -> torch.Tensor:
-        total = self.constant_
-        for name, p in self.model_.named_parameters():
-            total = total + (self.fisher_[name] * p * p).sum() - 2 * (self.anchor_[name] * p).sum()
-        return total
+        # Σ θ·(F θ − 2 Σ F θ*) + const over all weights as one vector: a handful of operations per
+        # step (forward and backward) rather than several per weight tensor.
+        theta = torch.cat([p.reshape(-1) for p in self.model_.parameters()])
+        return self.constant_ + (theta * (self.fisher_flat_ * theta - self.anchor2_flat_)).sum()
 
     def end_task(self, task: Task) -> None:
         fisher = self.estimate_fisher()
@@ -86,6 +86,9 @@ class EWC(SGDLearner):
                 self.fisher_[n] = self.fisher_.get(n, 0.0) + f
                 self.anchor_[n] = self.anchor_.get(n, 0.0) + f * theta[n]
                 self.constant_ = self.constant_ + (f * theta[n] ** 2).sum()
+        names = [n for n, _ in self.model_.named_parameters()]
+        self.fisher_flat_ = torch.cat([self.fisher_[n].reshape(-1) for n in names])
+        self.anchor2_flat_ = 2 * torch.cat([self.anchor_[n].reshape(-1) for n in names])
         super().end_task(task)
 
     def estimate_fisher(self) -> dict[str, torch.Tensor]:
