@@ -44,6 +44,12 @@ def list_command(kind: str = typer.Argument("learners", help="learners, scenario
     if kind == "learners":
         for name, ref in registry.learner_names().items():
             typer.echo(f"{name:<12} {ref:<40} {registry.describe(ref)}")
+        strategies = registry.avalanche_strategies()
+        if strategies:
+            typer.echo("Avalanche strategies (--learner avalanche:NAME; keyword arguments with --set):")
+            for name, summary in strategies.items():
+                summary = summary if len(summary) <= 90 else summary[:87] + "..."
+                typer.echo(f"{registry.AVALANCHE_PREFIX + name:<31} {summary}")
     elif kind == "scenarios":
         for name, config in registry.NAMED_SCENARIOS.items():
             args = ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("builder", "protocol"))

@@ -8,20 +8,20 @@ from typing import Any
 
 import clbench
 from clbench.config import field_values, make_learner
-from clbench.registry import load_object, resolve_reference, source_sha256
+from clbench.registry import AVALANCHE_PREFIX, load_object, resolve_reference, source_sha256
 
 
 def resolve(scenario: dict[str, Any], learner: str, overrides: dict[str, Any], seed: int,
             where: str = "--set", name: str | None = None) -> dict[str, Any]:
     """The resolved config: scenario config, learner class and every field value, seed, version.
 
-    `name` labels the learner in results and tables (default: the short name, or the class name
-    in lower case for a `module:Class` or file reference).
+    `name` labels the learner in results and tables (default: the short name or `avalanche:Name`,
+    or the class name in lower case for a `module:Class` or file reference).
     """
     canonical = resolve_reference(learner)
     cls = load_object(canonical)
     instance = make_learner(cls, overrides, learner, where)
-    name = name or (learner if ":" not in learner else cls.__name__.lower())
+    name = name or (learner if ":" not in learner or learner.startswith(AVALANCHE_PREFIX) else cls.__name__.lower())
     return {
         "clbench_version": clbench.__version__,
         "scenario": with_data_checksum(scenario),

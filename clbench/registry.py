@@ -1,14 +1,17 @@
 """Names to objects: short names for built-ins, `package.module:Class`, `path/to/file.py:Class`,
-and the `clbench.learners` entry-point group. Nothing here imports torch, so `clbench list`
-stays fast: descriptions are read from source files without importing them.
+the `clbench.learners` entry-point group, and `avalanche:Strategy` for Avalanche's strategies.
+Nothing here imports torch or Avalanche, so `clbench list` stays fast: descriptions and the
+names of Avalanche's strategies are read from source files without importing them.
 """
 from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import hashlib
 import importlib
 import importlib.util
+import re
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -48,6 +51,11 @@ NAMED_SCENARIOS: dict[str, dict[str, Any]] = {
 ENTRY_POINT_GROUP = "clbench.learners"
 PROTOCOLS = ("class_il", "task_il", "domain_il")
 
+# `avalanche:EWC` is any strategy class that `avalanche.training` exports, run through the adapter
+# in clbench.learners.avalanche (whose module attribute `EWC` is built on first use).
+AVALANCHE_PREFIX = "avalanche:"
+AVALANCHE_ADAPTER = "clbench.learners.avalanche"
+
 
 def unknown_name_error(kind: str, name: str, known: Iterable[str], context: str = "") -> UsageError:
     """An error for an unknown `name` that suggests the closest known names and lists them all."""
@@ -82,6 +90,8 @@ def resolve_reference(ref: str) -> str:
     names = learner_names()
     if ref in names:
         return names[ref]
+    if ref.startswith(AVALANCHE_PREFIX):
+        return avalanche_reference(ref[len(AVALANCHE_PREFIX):])
     if ":" not in ref:
         raise unknown_name_error("learner", ref, names)
     target, attr = _split_ref(ref)
@@ -156,9 +166,80 @@ def describe(ref: str) -> str:
     tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == attr:
-            paragraph = " ".join((ast.get_docstring(node) or "").split("\n\n")[0].split())
-            return paragraph.split(". ")[0].rstrip(".")
+            return _first_sentence(node)
     return ""
+
+
+def _first_sentence(node: ast.ClassDef) -> str:
+    paragraph = " ".join((ast.get_docstring(node) or "").split("\n\n")[0].split())
+    return re.split(r"(?<! al)(?<! et)\. ", paragraph)[0].rstrip(".")
+
+
+def avalanche_reference(name: str) -> str:
+    """The canonical reference of the adapter for Avalanche strategy `name` (`avalanche:name`)."""
+    strategies = avalanche_strategies()
+    if not strategies:
+        raise UsageError(f"{AVALANCHE_PREFIX}{name} needs Avalanche, which is not installed: "
+                         f"pip install 'clbench[avalanche]' (scripts/setup.sh installs it)")
+    if name not in strategies:
+        raise unknown_name_error("Avalanche strategy", name, strategies, " (after 'avalanche:')")
+    return f"{AVALANCHE_ADAPTER}:{name}"
+
+
+@functools.lru_cache(maxsize=None)
+def avalanche_strategies() -> dict[str, str]:
+    """The strategy classes `avalanche.training` exports, each with the first sentence of its
+    docstring, read from Avalanche's installed source without importing it (an import takes ~10 s
+    and changes the warning filters). Empty when Avalanche is not installed.
+
+    A strategy is a class exported by a module that `avalanche/training/supervised/__init__.py`
+    imports from (by name, or through the module's `__all__` for `import *`) whose base is a
+    `...Template` class.
+    """
+    try:
+        spec = importlib.util.find_spec("avalanche")
+    except (ImportError, ValueError):
+        return {}
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    folder = Path(list(spec.submodule_search_locations)[0]) / "training" / "supervised"
+    init = folder / "__init__.py"
+    if not init.is_file():
+        return {}
+    found: dict[str, str] = {}
+    for node in ast.parse(init.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            module = folder / (node.module.replace(".", "/") + ".py")
+            names = None if node.names[0].name == "*" else {alias.name for alias in node.names}
+            if module.is_file():
+                found.update(_strategy_classes(module, names))
+    return dict(sorted(found.items(), key=lambda item: item[0].lower()))
+
+
+def _strategy_classes(path: Path, names: set[str] | None) -> dict[str, str]:
+    """Strategy classes defined in `path` among `names` (None: the module's `__all__`)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    if names is None:
+        names = set()
+        for node in tree.body:
+            if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+                    and isinstance(node.value, (ast.List, ast.Tuple))):
+                names = {e.value for e in node.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+    found = {}
+    for node in tree.body:
+        if (isinstance(node, ast.ClassDef) and node.name in names
+                and any(_base_name(base).endswith("Template") for base in node.bases)
+                and not any("deprecated" in ast.unparse(d) for d in node.decorator_list)):
+            found[node.name] = _first_sentence(node)
+    return found
+
+
+def _base_name(node: ast.expr) -> str:
+    if isinstance(node, ast.Subscript):  # Generic[...] bases, e.g. SupervisedTemplate[TExperience, ...]
+        node = node.value
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else ""
 
 
 def scenario_config(name: str, protocol: str | None = None) -> dict[str, Any]:

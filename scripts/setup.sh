@@ -13,13 +13,21 @@ echo "setting up .venv (once; a few minutes on a fresh machine)" >&2
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 pip=".venv/bin/python -m pip"
 $pip install --quiet --upgrade pip
-# torch: any recent release works. 2.13.0 first, because on machines that keep a CPU build of it
-# on local disk pip takes that one; elsewhere pip takes whatever build the index offers.
-if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  $pip install --quiet "torch==2.13.0" || $pip install --quiet torch
+# torch and torchvision: clbench itself works with any recent torch, but the avalanche extra needs a
+# torchvision built for the installed torch. torch 2.14.1 with torchvision 0.29.1 is a verified pair
+# (on machines that keep them on local disk pip takes those). With torch 2.13.0, pip picks a
+# torchvision that fails at import ("operator torchvision::nms does not exist"), so an existing
+# .venv is upgraded: the check is on the versions, not on importability alone. Elsewhere, where
+# that pair cannot be had, pip takes whatever matching pair the index offers.
+pair='import torch, torchvision; v = (torch.__version__.split("+")[0], torchvision.__version__.split("+")[0])'
+if ! .venv/bin/python -c "$pair; assert v == ('2.14.1', '0.29.1'), v" 2>/dev/null; then
+  $pip install --quiet "torch==2.14.1" "torchvision==0.29.1" \
+    || .venv/bin/python -c "$pair" 2>/dev/null \
+    || $pip install --quiet --upgrade torch torchvision
 fi
-# ray: the optional Ray executor (clbench suite --executor ray), installed here so the tests cover it.
-$pip install --quiet -e ".[test,report,ray]"
+# ray: the optional Ray executor (clbench suite --executor ray); avalanche: Avalanche strategies as
+# learners (--learner avalanche:EWC). Both installed here so the tests cover them.
+$pip install --quiet -e ".[test,report,ray,avalanche]"
 # Fashion-MNIST for the slow tests and the real benchmarks: the Debian package dataset-fashion-mnist
 # puts the four IDX files in /usr/share/datasets/fashion-mnist, where clbench finds them. Optional:
 # without it the Fashion-MNIST tests are skipped, so a failure here only warns.

@@ -1,0 +1,284 @@
+"""Peers: the same streams through clbench, Avalanche and a minimal hand-written PyTorch loop, for
+fine-tuning, EWC and replay, alternating in one run; prints per-method medians and ratios of the
+training + evaluation time (in-process) and of the whole process (start to exit, imports included).
+
+The same work on each side: the scenario's tensors, the MLP 100-100 with the same initial weights,
+Adam (lr 0.001) with its state reset at every task, minibatches of 32, the same epochs, class-IL
+training with the logits of classes not seen yet masked, and the full accuracy matrix (every task
+evaluated before training and after every task, in batches of 1024). EWC: λ = 50 in Avalanche's
+convention (λ Σ F (θ − θ*)², importance from minibatch gradients of the true labels), clbench's
+`lam = 100, fisher_batch_size = 32, fisher_labels = "true", fisher_samples = 0`. Replay: 200
+samples, a memory batch of 32 joins every batch. Avalanche runs as its users run it: a stream from
+`benchmark_from_datasets`, the strategies `Naive`, `EWC` and `Replay` with Avalanche's
+`MaskedCrossEntropy(mask="seen")`, and its own evaluation with `accuracy_metrics`, no loggers.
+The hand-written loop does exactly clbench's computation (same random draws, same formulas), and
+the script first checks that it gives clbench's accuracy matrix. Avalanche and the hand-written
+loop get `torch.optim.Adam(params, lr=0.001)` as their users write it; clbench's learners ask for
+PyTorch's foreach implementation, which on the CPU gives bitwise the same steps.
+
+    python benchmarks/peers.py [--repeats 7] [--process-repeats 3] [--scenarios split-digits,split-fmnist]
+
+split-fmnist runs only when Fashion-MNIST is installed (see clbench.data), with 1 epoch per task.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from clbench.learners.ewc import EWC
+from clbench.learners.finetune import Finetune
+from clbench.learners.replay import Replay
+from clbench.models import build_backbone
+from clbench.registry import scenario_config
+from clbench.runner import EVAL_BATCH_SIZE, run, seed_everything
+from clbench.scenario import build_scenario
+
+FRAMEWORKS = ("clbench", "avalanche", "hand-written")
+METHODS = ("finetune", "ewc", "replay")
+EPOCHS = {"split-digits": 10, "split-fmnist": 1}
+BATCH, LR, WIDTHS, LAM_AVALANCHE, BUFFER = 32, 1e-3, (100, 100), 50.0, 200
+
+
+# -- clbench -------------------------------------------------------------------------------------
+
+def clbench_run(scenario, method: str, seed: int, epochs: int) -> np.ndarray:
+    common = dict(epochs=epochs, batch_size=BATCH, lr=LR, widths=WIDTHS, device="cpu")
+    learner = {"finetune": lambda: Finetune(**common),
+               "ewc": lambda: EWC(lam=2 * LAM_AVALANCHE, fisher_batch_size=BATCH, fisher_labels="true",
+                                  fisher_samples=0, **common),
+               "replay": lambda: Replay(buffer_size=BUFFER, **common)}[method]()
+    return run(scenario, learner, seed).matrix
+
+
+# -- Avalanche -----------------------------------------------------------------------------------
+
+def avalanche_modules():
+    with warnings.catch_warnings(record=True):  # keep this process's warning filters as they were
+        import avalanche.training
+        from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+        from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
+        from avalanche.benchmarks.scenarios.task_aware import with_task_labels
+        from avalanche.benchmarks.utils import DataAttribute
+        from avalanche.benchmarks.utils.classification_dataset import TaskAwareClassificationDataset
+        from avalanche.evaluation.metrics import accuracy_metrics
+        from avalanche.training.losses import MaskedCrossEntropy
+        from avalanche.training.plugins import EvaluationPlugin
+    return dict(training=avalanche.training, benchmark_from_datasets=benchmark_from_datasets,
+                with_classes_timeline=with_classes_timeline, with_task_labels=with_task_labels,
+                DataAttribute=DataAttribute, Dataset=TaskAwareClassificationDataset,
+                accuracy_metrics=accuracy_metrics, MaskedCrossEntropy=MaskedCrossEntropy,
+                EvaluationPlugin=EvaluationPlugin)
+
+
+def avalanche_run(av: dict, scenario, method: str, seed: int, epochs: int) -> np.ndarray:
+    def dataset(x, y):
+        return av["Dataset"]([torch.utils.data.TensorDataset(x, y)], data_attributes=[
+            av["DataAttribute"](y.tolist(), "targets"),
+            av["DataAttribute"]([0] * len(y), "targets_task_labels", use_in_getitem=True)])
+
+    seed_everything(seed)
+    model = build_backbone("mlp", scenario.spec.input_shape, scenario.n_outputs, WIDTHS)
+    benchmark = av["with_classes_timeline"](av["with_task_labels"](av["benchmark_from_datasets"](
+        train=[dataset(t.x_train, t.y_train) for t in scenario], test=[dataset(t.x_test, t.y_test) for t in scenario])))
+    strategy_class, extra = {"finetune": ("Naive", {}), "ewc": ("EWC", {"ewc_lambda": LAM_AVALANCHE}),
+                             "replay": ("Replay", {"mem_size": BUFFER})}[method]
+    with warnings.catch_warnings(record=True):
+        strategy = getattr(av["training"], strategy_class)(
+            model=model, optimizer=torch.optim.Adam(model.parameters(), lr=LR),
+            # `classes`: the loss of the evaluation before training needs some unit (accuracy does not);
+            # Avalanche's adaptation at the first experience leaves exactly that task's classes.
+            criterion=av["MaskedCrossEntropy"](classes=scenario[0].classes, mask="seen"),
+            train_mb_size=BATCH, train_epochs=epochs,
+            eval_mb_size=EVAL_BATCH_SIZE, device="cpu",
+            evaluator=av["EvaluationPlugin"](av["accuracy_metrics"](experience=True), loggers=[]), **extra)
+        names = [f"Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp{j:03d}" for j in range(len(scenario))]
+        result = strategy.eval(benchmark.test_stream)
+        rows = [[result[n] for n in names]]
+        for experience in benchmark.train_stream:
+            strategy.train(experience, reset_optimizer_state=True)
+            result = strategy.eval(benchmark.test_stream)
+            rows.append([result[n] for n in names])
+    return np.array(rows)
+
+
+# -- hand-written --------------------------------------------------------------------------------
+
+def hand_run(scenario, method: str, seed: int, epochs: int) -> np.ndarray:
+    """Fine-tuning, EWC or replay written out by hand, drawing the same random numbers as clbench."""
+    seed_everything(seed)
+    model = build_backbone("mlp", scenario.spec.input_shape, scenario.n_outputs, WIDTHS)
+    generator = torch.Generator().manual_seed(seed)
+    seen = torch.zeros(scenario.n_outputs, dtype=torch.bool)
+    lam = 2 * LAM_AVALANCHE
+    fisher, anchor, constant = {}, {}, torch.zeros(())        # EWC: Σ F, Σ F θ*, Σ F θ*²
+    memory_x = torch.empty((0, *scenario.spec.input_shape))   # replay: reservoir sample of the stream
+    memory_y = torch.empty(0, dtype=torch.long)
+    n_seen = 0
+
+    def evaluate() -> list[float]:
+        model.eval()
+        out = []
+        with torch.no_grad():
+            for task in scenario:
+                correct = 0
+                for start in range(0, len(task.y_test), EVAL_BATCH_SIZE):
+                    logits = model(task.x_test[start:start + EVAL_BATCH_SIZE])
+                    correct += int((logits.argmax(1) == task.y_test[start:start + EVAL_BATCH_SIZE]).sum())
+                out.append(correct / len(task.y_test))
+        model.train()
+        return out
+
+    rows = [evaluate()]
+    for task in scenario:
+        seen[list(task.classes)] = True
+        mask = torch.zeros(1, scenario.n_outputs).masked_fill(~seen, float("-inf"))
+        optimizer = torch.optim.Adam(model.parameters(), lr=LR)  # as its users write it (clbench: foreach=True)
+        x, y = task.x_train, task.y_train
+        for _ in range(epochs):
+            order = torch.randperm(len(y), generator=generator)
+            for start in range(0, len(y), BATCH):
+                idx = order[start:start + BATCH]
+                xb, yb = x[idx], y[idx]
+                if method == "replay" and len(memory_y):
+                    pick = torch.randint(len(memory_y), (BATCH,), generator=generator)
+                    xb, yb = torch.cat([xb, memory_x[pick]]), torch.cat([yb, memory_y[pick]])
+                loss = F.cross_entropy(model(xb) + mask, yb)
+                if method == "ewc" and fisher:  # Σ F (θ − θ*)² over tasks as Σ θ·(F θ − 2 Σ F θ*) + const
+                    theta = torch.cat([p.reshape(-1) for p in model.parameters()])
+                    loss = loss + 0.5 * lam * (constant + (theta * (fisher_flat * theta - anchor2_flat)).sum())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        if method == "ewc":  # importance: mean over minibatches (data order) of squared minibatch gradients
+            squares = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+            starts = range(0, len(y), BATCH)
+            for start in starts:
+                model.zero_grad(set_to_none=True)
+                F.cross_entropy(model(x[start:start + BATCH]) + mask, y[start:start + BATCH]).backward()
+                for name, p in model.named_parameters():
+                    squares[name] += p.grad ** 2
+            model.zero_grad(set_to_none=True)
+            for name, p in model.named_parameters():
+                f, theta = squares[name] / len(starts), p.detach().clone()
+                fisher[name] = fisher.get(name, 0.0) + f
+                anchor[name] = anchor.get(name, 0.0) + f * theta
+                constant = constant + (f * theta ** 2).sum()
+            fisher_flat = torch.cat([f.reshape(-1) for f in fisher.values()])
+            anchor2_flat = 2 * torch.cat([a.reshape(-1) for a in anchor.values()])
+        if method == "replay":  # reservoir sampling over everything seen
+            take = min(max(0, BUFFER - len(memory_y)), len(y))
+            memory_x, memory_y = torch.cat([memory_x, x[:take]]), torch.cat([memory_y, y[:take]])
+            for i in range(take, len(y)):
+                slot = int(torch.randint(n_seen + i + 1, (1,), generator=generator))
+                if slot < BUFFER:
+                    memory_x[slot], memory_y[slot] = x[i], y[i]
+            n_seen += len(y)
+        rows.append(evaluate())
+    return np.array(rows)
+
+
+# -- driver --------------------------------------------------------------------------------------
+
+def child(framework: str, method: str, scenario_name: str, seed: int) -> None:
+    """One whole run in this process, as the process-level timing starts it."""
+    torch.set_num_threads(1)
+    scenario = build_scenario(scenario_config(scenario_name))
+    epochs = EPOCHS[scenario_name]
+    if framework == "clbench":
+        matrix = clbench_run(scenario, method, seed, epochs)
+    elif framework == "avalanche":
+        matrix = avalanche_run(avalanche_modules(), scenario, method, seed, epochs)
+    else:
+        matrix = hand_run(scenario, method, seed, epochs)
+    print(f"{matrix[-1].mean():.4f}")
+
+
+def available(name: str) -> bool:
+    try:
+        build_scenario(scenario_config(name))
+    except Exception:
+        return False
+    return True
+
+
+def summary(times: dict[str, list[float]]) -> tuple[dict[str, float], float, float, float, float]:
+    med = {k: statistics.median(v) for k, v in times.items()}
+    paired_av = statistics.median(a / b for a, b in zip(times["clbench"], times["avalanche"]))
+    paired_hand = statistics.median(a / b for a, b in zip(times["clbench"], times["hand-written"]))
+    return (med, med["clbench"] / med["avalanche"], paired_av, med["clbench"] / med["hand-written"], paired_hand)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7, help="in-process runs of each framework and method")
+    parser.add_argument("--process-repeats", type=int, default=3, help="whole-process runs of each (0: skip)")
+    parser.add_argument("--scenarios", default="split-digits,split-fmnist")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--child", nargs=4, metavar=("FRAMEWORK", "METHOD", "SCENARIO", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        framework, method, scenario_name, seed = args.child
+        return child(framework, method, scenario_name, int(seed))
+
+    torch.set_num_threads(1)
+    methods = args.methods.split(",")
+    print(f"peers benchmark: torch {torch.__version__}, 1 torch thread, Python {platform.python_version()}, "
+          f"{platform.machine()} {platform.processor() or ''}".rstrip())
+    av = avalanche_modules()
+    for scenario_name in args.scenarios.split(","):
+        if not available(scenario_name):
+            print(f"\n{scenario_name}: data not installed, skipped")
+            continue
+        scenario, epochs = build_scenario(scenario_config(scenario_name)), EPOCHS[scenario_name]
+        runners = {"clbench": lambda m, s: clbench_run(scenario, m, s, epochs),
+                   "avalanche": lambda m, s: avalanche_run(av, scenario, m, s, epochs),
+                   "hand-written": lambda m, s: hand_run(scenario, m, s, epochs)}
+        print(f"\n{scenario_name} (class_il), {len(scenario)} tasks, {epochs} epoch(s) per task, "
+              f"{args.repeats} alternating repeats in-process, {args.process_repeats} as whole processes")
+        header = (f"{'method':<9} {'clbench':>9} {'Avalanche':>10} {'hand':>8}   {'cl/Av':>6} {'(paired)':>8}   "
+                  f"{'cl/hand':>7} {'(paired)':>8}   final acc cl / Av / hand")
+        print("train + evaluate, median seconds per run:")
+        print(header)
+        for method in methods:
+            first = {name: runners[name](method, 0) for name in FRAMEWORKS}  # warm-up, and the check
+            if not np.array_equal(first["clbench"], first["hand-written"]):
+                raise SystemExit(f"{method}: clbench and the hand-written loop gave different accuracy matrices; "
+                                 f"the comparison would be meaningless")
+            times: dict[str, list[float]] = {name: [] for name in FRAMEWORKS}
+            for i in range(args.repeats):
+                for name in FRAMEWORKS[i % 3:] + FRAMEWORKS[:i % 3]:
+                    start = time.perf_counter()
+                    runners[name](method, i + 1)
+                    times[name].append(time.perf_counter() - start)
+            med, r_av, p_av, r_hand, p_hand = summary(times)
+            acc = " / ".join(f"{first[n][-1].mean():.3f}" for n in FRAMEWORKS)
+            print(f"{method:<9} {med['clbench']:>9.3f} {med['avalanche']:>10.3f} {med['hand-written']:>8.3f}   "
+                  f"{r_av:>6.3f} {p_av:>8.3f}   {r_hand:>7.3f} {p_hand:>8.3f}   {acc}")
+        if args.process_repeats:
+            print("whole process (python start to exit, imports and data loading included), median seconds:")
+            print(header.split("   final")[0])
+            for method in methods:
+                times = {name: [] for name in FRAMEWORKS}
+                for i in range(args.process_repeats):
+                    for name in FRAMEWORKS[i % 3:] + FRAMEWORKS[:i % 3]:
+                        start = time.perf_counter()
+                        subprocess.run([sys.executable, __file__, "--child", name, method, scenario_name, str(i)],
+                                       check=True, capture_output=True)
+                        times[name].append(time.perf_counter() - start)
+                med, r_av, p_av, r_hand, p_hand = summary(times)
+                print(f"{method:<9} {med['clbench']:>9.3f} {med['avalanche']:>10.3f} {med['hand-written']:>8.3f}   "
+                      f"{r_av:>6.3f} {p_av:>8.3f}   {r_hand:>7.3f} {p_hand:>8.3f}")
+    print("\ntargets: clbench / Avalanche <= 0.33 and clbench / hand-written <= 1.05 (training + evaluation)")
+
+
+if __name__ == "__main__":
+    main()
