@@ -6,6 +6,8 @@
 #   - meanwhile, the same suite's split-digits Hope runs of seed 0 on the GPU, for the timing.
 # Usage: benchmarks/gpu_check.sh OUTDIR [JOBS] [SUITE_SECONDS]; runs from the repository root with
 # any python3 that has torch, typer, numpy and scikit-learn (PYTHONPATH is set to the checkout).
+# The CPU runs go to results/hope as usual (so a second call resumes them); OUTDIR gets the logs,
+# the GPU runs and a tarball of results/hope. With SKIP_GPU=1 only the CPU lane runs.
 set -u
 out=${1:?usage: benchmarks/gpu_check.sh OUTDIR [JOBS] [SUITE_SECONDS]}
 jobs=${2:-15}
@@ -21,15 +23,19 @@ print(f"GPU: {name}; CPU: {cpu}, {os.cpu_count()} cores; torch {torch.__version_
 PY
 # the CPU lane: the whole suite, in the background
 ( start=$(date +%s)
-  timeout "$limit" $cb suite scenarios/hope.toml --jobs "$jobs" --results "$out/cpu" --quiet > "$out/suite-cpu.txt" 2>&1
+  timeout "$limit" $cb suite scenarios/hope.toml --jobs "$jobs" --quiet > "$out/suite-cpu.txt" 2>&1
   echo "exit $? after $(( $(date +%s) - start )) s" >> "$out/suite-cpu.txt" ) &
 lane=$!
 # the GPU lane, on the remaining core
-python3 -m pytest -q -p no:cacheprovider tests/test_hope.py 2>&1 | tail -n 5 | tee "$out/tests-gpu.txt"
-python3 benchmarks/hope_cost.py --device cuda --rounds 5 2>&1 | tee "$out/cost-gpu.txt"
-python3 benchmarks/hope_cost.py --device cpu --rounds 5 2>&1 | tee "$out/cost-cpu.txt"
+if [ "${SKIP_GPU:-0}" != 1 ]; then
+timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_hope.py 2>&1 | tail -n 5 | tee "$out/tests-gpu.txt"
+timeout 90 python3 benchmarks/hope_cost.py --device cuda --rounds 5 2>&1 | tee "$out/cost-gpu.txt"
+timeout 90 python3 benchmarks/hope_cost.py --device cpu --rounds 5 2>&1 | tee "$out/cost-cpu.txt"
 timeout 150 $cb suite scenarios/hope.toml --seeds 0 --jobs 1 --quiet --results "$out/gpu" \
   --set 'learners.hope.device=cuda' --set 'learners.hope-cms-only.device=cuda' \
   --set 'learners.hope-one-level.device=cuda' --set 'learners.hope-attention.device=cuda' > "$out/suite-gpu.txt" 2>&1
+tar czf "$out/gpu-runs.tgz" -C "$out" gpu && rm -rf "$out/gpu"
+fi
 wait $lane
+tar czf "$out/hope-runs.tgz" results/hope
 tail -n 3 "$out/suite-cpu.txt"
