@@ -366,7 +366,8 @@ def test_all_ones_levels_are_fine_tuning_of_the_same_architecture(same_lrs):
     task = scenario[0]
     for step in _train_steps(learner, scenario, 6):
         idx = torch.arange((step - 1) * 8, step * 8) % len(task.y_train)
-        loss = F.cross_entropy(model(task.x_train[idx]), task.y_train[idx])
+        device = next(model.parameters()).device  # the reference runs where the learner does (CPU or GPU)
+        loss = F.cross_entropy(model(task.x_train[idx].to(device)), task.y_train[idx].to(device))
         for opt in optimizers:
             opt.zero_grad()
         loss.backward()

@@ -177,7 +177,10 @@ class Hope:
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """One stream step (HOPE.md §8.3): gradient of the masked loss, accumulated per level;
-        each level whose period is complete steps its optimiser with the mean gradient."""
+        each level whose period is complete steps its optimiser with the mean gradient. Inputs
+        may be on any device (no copy when they are already on the learner's)."""
+        x, y = x.to(self.device_), y.to(self.device_)
+        mask = None if mask is None else mask.to(self.device_)
         logits = self.model_(x)
         loss = F.cross_entropy(logits if mask is None else logits + mask, y)
         if not torch.isfinite(loss):
