@@ -34,6 +34,7 @@ FIXED_COLOURS = {"hope": OKABE_ITO["vermillion"], "ewc": OKABE_ITO["blue"], "rep
                  "finetune": OKABE_ITO["black"], "joint": OKABE_ITO["orange"]}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 LINESTYLES = ("-", "--", ":", "-.")
+HATCHES = ("", "////", "....", "xxxx")
 
 WIDTH = 3.4  # inches: one column of a two-column paper
 STYLE = {
@@ -50,6 +51,7 @@ class Style:
     colour: str
     marker: str
     linestyle: str
+    hatch: str = ""      # bars of a learner whose colour repeats an earlier one's
 
 
 @dataclass
@@ -66,7 +68,8 @@ def learner_styles(labels: Sequence[str]) -> dict[str, Style]:
     """A colour, marker and line style per learner label, the same for the label in every figure.
 
     Built-in learners get their fixed colour; other labels take the remaining Okabe-Ito colours in
-    order of first appearance. Past seven learners colours repeat, with another line style.
+    order of first appearance. Past seven learners colours repeat, with another line style and a
+    hatch on bars.
     """
     labels = list(dict.fromkeys(labels))
     free = [c for c in OKABE_ITO.values() if c not in {FIXED_COLOURS[x] for x in labels if x in FIXED_COLOURS}]
@@ -77,7 +80,8 @@ def learner_styles(labels: Sequence[str]) -> dict[str, Style]:
         else:
             colour, repeat = free[k % len(free)], k // len(free)
             k += 1
-        styles[label] = Style(colour, MARKERS[i % len(MARKERS)], LINESTYLES[repeat % len(LINESTYLES)])
+        styles[label] = Style(colour, MARKERS[i % len(MARKERS)], LINESTYLES[repeat % len(LINESTYLES)],
+                              HATCHES[repeat % len(HATCHES)])
     return styles
 
 
@@ -289,7 +293,9 @@ def forgetting_bwt(entries: Sequence[tuple[str, Group]], styles: dict[str, Style
             mean, sem, n = _metric_summary(group, metric)
             if n == 0:
                 continue
-            ax.barh(yi, 100 * mean, height=0.7, color=styles[label].colour, edgecolor="none",
+            hatch = styles[label].hatch
+            ax.barh(yi, 100 * mean, height=0.7, color=styles[label].colour, hatch=hatch or None,
+                    edgecolor="white" if hatch else "none", linewidth=0,
                     xerr=None if math.isnan(sem) or n < 2 else 100 * sem,
                     error_kw={"elinewidth": 0.8, "capsize": 2, "capthick": 0.8, "ecolor": "#444444"})
         ax.axvline(0, color="#444444", linewidth=0.6)

@@ -90,6 +90,7 @@ def test_learner_colours_are_okabe_ito_fixed_and_distinct():
     assert plots.learner_styles(["hope", "ewc"])["ewc"].colour == plots.learner_styles(["ewc"])["ewc"].colour
     many = plots.learner_styles([f"m{i}" for i in range(9)])
     assert len({(s.colour, s.linestyle) for s in many.values()}) == 9  # past 7 colours, line styles differ
+    assert len({(s.colour, s.hatch) for s in many.values()}) == 9      # ... and bars are hatched
 
 
 def test_single_task_scenario_does_not_crash(tmp_path):
