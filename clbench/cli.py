@@ -234,12 +234,15 @@ def suite(
     from clbench.suite import Finished, Started, execute_plan, load_suite, plan as plan_suite
 
     use_data_dir(data_dir)
+    chosen = None
     try:
         chosen = make_executor(executor, jobs, threads, address)
         if not dry_run:
             chosen.prepare()  # e.g. worker start-up, overlapping with reading the suite
         loaded = load_suite(file, overrides, seeds)
     except UsageError as err:
+        if chosen is not None:
+            chosen.__exit__(None, None, None)  # stop what prepare started
         fail(str(err))
     root = results / loaded.name
     planned = plan_suite(loaded, root, force=force)
@@ -292,6 +295,8 @@ def suite(
                        f"run the same command to go on", err=True)
             raise typer.Exit(130)
         progress.close()
+    elif not dry_run:
+        chosen.__exit__(None, None, None)  # nothing to run: stop what prepare started
 
     from clbench.aggregate import format_table, group_runs, load_runs
     from clbench.results import find_run

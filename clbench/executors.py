@@ -324,9 +324,18 @@ class RayExecutor:
         self.description = f"Ray at {address}" if address else "a local Ray instance"
 
     def prepare(self) -> None:
-        """Ray starts (or joins) when the suite begins to run."""
+        """Start (or join) Ray now and have its workers import torch and clbench, so that both
+        overlap with the suite's planning instead of delaying the first runs."""
+        self._start()
+        warm = self.ray.remote(_warm_up).options(num_cpus=self.threads, max_retries=0, name="clbench-warm-up")
+        self._warming = [warm.remote() for _ in range(self.slots)]
 
     def __enter__(self) -> RayExecutor:
+        if not self.ray.is_initialized():
+            self._start()
+        return self
+
+    def _start(self) -> None:
         import logging
 
         options: dict[str, Any] = {"logging_level": logging.WARNING, "include_dashboard": False,
@@ -351,10 +360,14 @@ class RayExecutor:
         # each run asks for an equal share of them, as runs share a GPU under the local pool.
         self.gpus_per_run = math.floor(min(1.0, gpus / self.slots) * 1e4) / 1e4 if gpus else 0.0
         self.description += f" ({cpus} CPUs" + (f", {gpus:g} GPUs)" if gpus else ")")
-        return self
 
     def __exit__(self, *exc: object) -> None:
-        self.ray.shutdown()
+        self.close()
+
+    def close(self) -> None:
+        """Leave Ray (a local instance is shut down; a cluster keeps running)."""
+        if self.ray.is_initialized():
+            self.ray.shutdown()
 
     def execute(self, jobs: Sequence[Job]) -> Iterator[RunStarted | Outcome | None]:
         ray = self.ray
@@ -379,6 +392,12 @@ class RayExecutor:
                     message = " ".join(str(err).split())[:500]
                     yield Outcome(rid, "failed", error=f"{type(err).__name__}: {message}",
                                   traceback=traceback.format_exc())
+
+
+def _warm_up() -> None:
+    """A Ray task that imports what every run needs, once per worker process."""
+    import clbench.experiment  # noqa: F401
+    import clbench.runner  # noqa: F401
 
 
 def make_executor(kind: str = "local", jobs: int | None = None, threads: int = 1, address: str | None = None):
