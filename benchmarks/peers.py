@@ -9,8 +9,11 @@ evaluated before training and after every task, in batches of 1024). EWC: λ = 5
 convention (λ Σ F (θ − θ*)², importance from minibatch gradients of the true labels), clbench's
 `lam = 100, fisher_batch_size = 32, fisher_labels = "true", fisher_samples = 0`. Replay: 200
 samples, a memory batch of 32 joins every batch. Avalanche runs as its users run it: a stream from
-`benchmark_from_datasets`, the strategies `Naive`, `EWC` and `Replay` with Avalanche's
-`MaskedCrossEntropy(mask="seen")`, and its own evaluation with `accuracy_metrics`, no loggers.
+`benchmark_from_datasets`, the strategies `Naive`, `EWC` and `Replay`, and its own evaluation with
+`accuracy_metrics`, no loggers. Its loss is clbench's masked cross-entropy
+(`clbench.learners.avalanche.UnitMaskedCrossEntropy`), not Avalanche's `MaskedCrossEntropy`, which
+takes the log of softmax + 1e-5 and so learns new classes poorly once old ones dominate (on
+split-fmnist it ended fine-tuning at 0.100 final accuracy instead of 0.200).
 The hand-written loop does exactly clbench's computation (same random draws, same formulas), and
 the script first checks that it gives clbench's accuracy matrix. Avalanche and the hand-written
 loop get `torch.optim.Adam(params, lr=0.001)` as their users write it; clbench's learners ask for
@@ -34,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clbench.learners.avalanche import UnitMaskedCrossEntropy
 from clbench.learners.ewc import EWC
 from clbench.learners.finetune import Finetune
 from clbench.learners.replay import Replay
@@ -70,13 +74,11 @@ def avalanche_modules():
         from avalanche.benchmarks.utils import DataAttribute
         from avalanche.benchmarks.utils.classification_dataset import TaskAwareClassificationDataset
         from avalanche.evaluation.metrics import accuracy_metrics
-        from avalanche.training.losses import MaskedCrossEntropy
         from avalanche.training.plugins import EvaluationPlugin
     return dict(training=avalanche.training, benchmark_from_datasets=benchmark_from_datasets,
                 with_classes_timeline=with_classes_timeline, with_task_labels=with_task_labels,
                 DataAttribute=DataAttribute, Dataset=TaskAwareClassificationDataset,
-                accuracy_metrics=accuracy_metrics, MaskedCrossEntropy=MaskedCrossEntropy,
-                EvaluationPlugin=EvaluationPlugin)
+                accuracy_metrics=accuracy_metrics, EvaluationPlugin=EvaluationPlugin)
 
 
 def avalanche_run(av: dict, scenario, method: str, seed: int, epochs: int) -> np.ndarray:
@@ -91,19 +93,18 @@ def avalanche_run(av: dict, scenario, method: str, seed: int, epochs: int) -> np
         train=[dataset(t.x_train, t.y_train) for t in scenario], test=[dataset(t.x_test, t.y_test) for t in scenario])))
     strategy_class, extra = {"finetune": ("Naive", {}), "ewc": ("EWC", {"ewc_lambda": LAM_AVALANCHE}),
                              "replay": ("Replay", {"mem_size": BUFFER})}[method]
+    criterion = UnitMaskedCrossEntropy(scenario.n_outputs, scenario.protocol)
     with warnings.catch_warnings(record=True):
         strategy = getattr(av["training"], strategy_class)(
             model=model, optimizer=torch.optim.Adam(model.parameters(), lr=LR),
-            # `classes`: the loss of the evaluation before training needs some unit (accuracy does not);
-            # Avalanche's adaptation at the first experience leaves exactly that task's classes.
-            criterion=av["MaskedCrossEntropy"](classes=scenario[0].classes, mask="seen"),
-            train_mb_size=BATCH, train_epochs=epochs,
+            criterion=criterion, train_mb_size=BATCH, train_epochs=epochs,
             eval_mb_size=EVAL_BATCH_SIZE, device="cpu",
             evaluator=av["EvaluationPlugin"](av["accuracy_metrics"](experience=True), loggers=[]), **extra)
         names = [f"Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp{j:03d}" for j in range(len(scenario))]
         result = strategy.eval(benchmark.test_stream)
         rows = [[result[n] for n in names]]
-        for experience in benchmark.train_stream:
+        for task, experience in zip(scenario, benchmark.train_stream):
+            criterion.allow(task.classes)
             strategy.train(experience, reset_optimizer_state=True)
             result = strategy.eval(benchmark.test_stream)
             rows.append([result[n] for n in names])
