@@ -15,9 +15,9 @@ samples, a memory batch of 32 joins every batch. Avalanche runs as its users run
 takes the log of softmax + 1e-5 and so learns new classes poorly once old ones dominate (on
 split-fmnist it ended fine-tuning at 0.100 final accuracy instead of 0.200).
 The hand-written loop does exactly clbench's computation (same random draws, same formulas), and
-the script first checks that it gives clbench's accuracy matrix. Avalanche and the hand-written
-loop get `torch.optim.Adam(params, lr=0.001)` as their users write it; clbench's learners ask for
-PyTorch's foreach implementation, which on the CPU gives bitwise the same steps.
+the script first checks that it gives clbench's accuracy matrix. All three use the same optimiser,
+the one clbench's learners build (`clbench.learner.build_optimizer`): `torch.optim.Adam` with
+PyTorch's fused kernel (`fused=True`).
 
     python benchmarks/peers.py [--repeats 7] [--process-repeats 3] [--scenarios split-digits,split-fmnist]
 
@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clbench.learner import build_optimizer
 from clbench.learners.avalanche import UnitMaskedCrossEntropy
 from clbench.learners.ewc import EWC
 from clbench.learners.finetune import Finetune
@@ -96,7 +97,7 @@ def avalanche_run(av: dict, scenario, method: str, seed: int, epochs: int) -> np
     criterion = UnitMaskedCrossEntropy(scenario.n_outputs, scenario.protocol)
     with warnings.catch_warnings(record=True):
         strategy = getattr(av["training"], strategy_class)(
-            model=model, optimizer=torch.optim.Adam(model.parameters(), lr=LR),
+            model=model, optimizer=build_optimizer("adam", model.parameters(), LR),
             criterion=criterion, train_mb_size=BATCH, train_epochs=epochs,
             eval_mb_size=EVAL_BATCH_SIZE, device="cpu",
             evaluator=av["EvaluationPlugin"](av["accuracy_metrics"](experience=True), loggers=[]), **extra)
@@ -142,7 +143,7 @@ def hand_run(scenario, method: str, seed: int, epochs: int) -> np.ndarray:
     for task in scenario:
         seen[list(task.classes)] = True
         mask = torch.zeros(1, scenario.n_outputs).masked_fill(~seen, float("-inf"))
-        optimizer = torch.optim.Adam(model.parameters(), lr=LR)  # as its users write it (clbench: foreach=True)
+        optimizer = build_optimizer("adam", model.parameters(), LR)  # torch.optim.Adam(..., fused=True)
         x, y = task.x_train, task.y_train
         for _ in range(epochs):
             order = torch.randperm(len(y), generator=generator)
