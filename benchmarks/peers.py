@@ -20,6 +20,7 @@ the one clbench's learners build (`clbench.learner.build_optimizer`): `torch.opt
 PyTorch's fused kernel (`fused=True`).
 
     python benchmarks/peers.py [--repeats 7] [--process-repeats 3] [--scenarios split-digits,split-fmnist]
+    python benchmarks/peers.py --profile finetune --scenarios split-digits     # where the time goes
 
 split-fmnist runs only when Fashion-MNIST is installed (see clbench.data), with 1 epoch per task.
 """
@@ -204,6 +205,37 @@ def child(framework: str, method: str, scenario_name: str, seed: int) -> None:
     print(f"{matrix[-1].mean():.4f}")
 
 
+def profile(av: dict, scenario, method: str, epochs: int) -> None:
+    """Where each framework's time goes: one warmed-up run of each under cProfile, by part."""
+    import cProfile
+    import pstats
+
+    runners = {"clbench": clbench_run, "avalanche": lambda *a: avalanche_run(av, *a), "hand-written": hand_run}
+    parts = {  # (part, test on a cProfile key (file, line, function))
+        "backward": lambda k: "run_backward" in k[2],
+        "optimizer step + zero_grad": lambda k: k[2] in ("wrapper", "zero_grad") and k[0].endswith("optimizer.py"),
+        "model forward": lambda k: k[2] == "forward" and k[0].endswith("container.py"),
+        "data loading (Avalanche's loaders)": lambda k: k[2] == "__next__" and k[0].endswith("dataloader.py"),
+        "plugin callbacks": lambda k: k[2] == "trigger_plugins",
+        "evaluation": lambda k: (k[2] == "eval" and k[0].endswith("base_sgd.py")) or
+                                (k[2] == "accuracy" and k[0].endswith("runner.py")) or k[2] == "evaluate",
+    }
+    print(f"\nprofile: {method}, one run each under cProfile (which inflates Python-heavy parts); "
+          f"cumulative seconds and share of the run (parts overlap: forward and optimizer time also "
+          f"appear inside evaluation and plugins)")
+    for name, fn in runners.items():
+        fn(scenario, method, 0, epochs)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        fn(scenario, method, 1, epochs)
+        profiler.disable()
+        stats = pstats.Stats(profiler).stats
+        total = max(v[3] for v in stats.values())
+        shares = ", ".join(f"{part} {t:.2f} s ({100 * t / total:.0f}%)" for part, test in parts.items()
+                           if (t := sum(v[3] for k, v in stats.items() if test(k))) > 0)
+        print(f"  {name:<13} {total:.2f} s: {shares}")
+
+
 def available(name: str) -> bool:
     try:
         build_scenario(scenario_config(name))
@@ -225,6 +257,8 @@ def main() -> None:
     parser.add_argument("--process-repeats", type=int, default=3, help="whole-process runs of each (0: skip)")
     parser.add_argument("--scenarios", default="split-digits,split-fmnist")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--profile", metavar="METHOD", help="instead of timing: where each framework's time goes "
+                        "for METHOD on the first scenario")
     parser.add_argument("--child", nargs=4, metavar=("FRAMEWORK", "METHOD", "SCENARIO", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -236,6 +270,9 @@ def main() -> None:
     print(f"peers benchmark: torch {torch.__version__}, 1 torch thread, Python {platform.python_version()}, "
           f"{platform.machine()} {platform.processor() or ''}".rstrip())
     av = avalanche_modules()
+    if args.profile:
+        name = args.scenarios.split(",")[0]
+        return profile(av, build_scenario(scenario_config(name)), args.profile, EPOCHS[name])
     for scenario_name in args.scenarios.split(","):
         if not available(scenario_name):
             print(f"\n{scenario_name}: data not installed, skipped")
