@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clbench.learner import build_optimizer
 from clbench.learners.finetune import Finetune
 from clbench.models import mlp
 from clbench.registry import scenario_config
@@ -54,7 +55,7 @@ def hand_loop(scenario, seed: int, epochs: int = 10, batch_size: int = 32, lr: f
         allowed[list(task.classes)] = True
         seen |= allowed
         mask = torch.zeros(1, scenario.n_outputs).masked_fill(~(allowed if task_il else seen), float("-inf"))
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        optimizer = build_optimizer("adam", model.parameters(), lr)  # Adam as clbench builds it (fused)
         x, y = task.x_train, task.y_train
         for _ in range(epochs):
             order = torch.randperm(len(y), generator=generator)

@@ -24,6 +24,7 @@ import torch
 
 from clbench import metrics
 from clbench.errors import UsageError
+from clbench.learner import build_optimizer
 from clbench.learners.ewc import EWC
 from clbench.learners.finetune import Finetune
 from clbench.learners.replay import Replay
@@ -110,8 +111,7 @@ def avalanche_run(av, scenario, strategy: str, seed: int, epochs: int, optimizer
     recorder = Recorder()
     seed_everything(seed)
     model = build_backbone("mlp", scenario.spec.input_shape, scenario.n_outputs, (100, 100))
-    opt = (torch.optim.Adam(model.parameters(), lr=lr) if optimizer == "adam"
-           else torch.optim.SGD(model.parameters(), lr=lr))
+    opt = build_optimizer(optimizer, model.parameters(), lr)  # the optimiser clbench's learners build
     criterion = UnitMaskedCrossEntropy(scenario.n_outputs, scenario.protocol)
     benchmark = av.with_classes_timeline(av.with_task_labels(av.benchmark_from_datasets(
         train=[dataset(t.x_train, t.y_train, True) for t in scenario],

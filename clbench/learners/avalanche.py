@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from clbench.errors import UsageError
+from clbench.learner import build_optimizer
 from clbench.models import build_backbone, resolve_device
 from clbench.registry import AVALANCHE_PREFIX, avalanche_strategies, unknown_name_error
 from clbench.scenario import ScenarioSpec, Task
@@ -100,11 +101,7 @@ class AvalancheLearner:
         self.device_ = resolve_device(self.device)
         # Built exactly as SGDLearner builds it, so a seed gives the built-in learners' initial weights.
         model = build_backbone(self.backbone, spec.input_shape, spec.n_outputs, self.widths).to(self.device_)
-        if self.optimizer == "adam":
-            optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        else:
-            optimizer = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum,
-                                        weight_decay=self.weight_decay)
+        optimizer = build_optimizer(self.optimizer, model.parameters(), self.lr, self.momentum, self.weight_decay)
         self.criterion_ = UnitMaskedCrossEntropy(spec.n_outputs, spec.protocol, self.mask_logits)
         offered = {"model": model, "optimizer": optimizer, "criterion": self.criterion_,
                    "train_mb_size": self.batch_size, "train_epochs": self.epochs, "eval_mb_size": self.batch_size,
