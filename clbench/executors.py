@@ -395,9 +395,11 @@ class RayExecutor:
 
 
 def _warm_up() -> None:
-    """A Ray task that imports what every run needs, once per worker process."""
-    import clbench.experiment  # noqa: F401
-    import clbench.runner  # noqa: F401
+    """A Ray task that imports what every run needs (the fork server's list), once per worker."""
+    import importlib
+
+    for module in PRELOAD:
+        importlib.import_module(module)
 
 
 def make_executor(kind: str = "local", jobs: int | None = None, threads: int = 1, address: str | None = None):
