@@ -242,7 +242,7 @@ def suite(
         loaded = load_suite(file, overrides, seeds)
     except UsageError as err:
         if chosen is not None:
-            chosen.__exit__(None, None, None)  # stop what prepare started
+            chosen.close()  # stop what prepare started
         fail(str(err))
     root = results / loaded.name
     planned = plan_suite(loaded, root, force=force)
@@ -296,7 +296,7 @@ def suite(
             raise typer.Exit(130)
         progress.close()
     elif not dry_run:
-        chosen.__exit__(None, None, None)  # nothing to run: stop what prepare started
+        chosen.close()  # nothing to run: stop what prepare started
 
     from clbench.aggregate import format_table, group_runs, load_runs
     from clbench.results import find_run

@@ -17,6 +17,7 @@ expected, where it looked, and the command that fetches them.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import importlib.util
@@ -563,11 +564,19 @@ def _check_fraction(test_fraction: float) -> None:
 
 
 def file_sha256(path: str | Path) -> str:
-    """The sha256 of a user's data file, read in blocks; a missing file is a MissingDataError."""
+    """The sha256 of a user's data file; a missing file is a MissingDataError. Remembered while the
+    file's size and times stay the same, so that planning a suite of many runs on one file and
+    loading it read the file once."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise MissingDataError(f"npz file not found: {path} (expected a .npz with x_train, y_train and "
                                f"optionally x_test, y_test)")
+    stat = path.stat()
+    return _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256(path: str, size: int, mtime_ns: int, ctime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(1 << 20):

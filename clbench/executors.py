@@ -112,6 +112,10 @@ class InProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop after the run in progress."""
         self._stop.set()
 
     def execute(self, jobs: Sequence[Job]) -> Iterator[RunStarted | Outcome | None]:

@@ -50,6 +50,7 @@ NAMED_SCENARIOS: dict[str, dict[str, Any]] = {
 
 ENTRY_POINT_GROUP = "clbench.learners"
 PROTOCOLS = ("class_il", "task_il", "domain_il")
+EVAL_SPLITS = ("test", "val")  # what a scenario is evaluated on (`eval_split`); "val" is for tuning
 
 # `avalanche:EWC` is any strategy class that `avalanche.training` exports, run through the adapter
 # in clbench.learners.avalanche (whose module attribute `EWC` is built on first use).

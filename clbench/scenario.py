@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from clbench.data import ArrayDataset, DataError, as_float, load
 from clbench.errors import UsageError
-from clbench.registry import PROTOCOLS
+from clbench.registry import EVAL_SPLITS, PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -280,8 +280,8 @@ def build_scenario(config: dict[str, Any]) -> Scenario:
     eval_split = config.pop("eval_split", "test")
     if eval_split == "val":
         dataset = dataset.validation()
-    elif eval_split != "test":
-        raise UsageError(f"eval_split must be 'test' or 'val', got {eval_split!r}")
+    elif eval_split not in EVAL_SPLITS:
+        raise UsageError(f"eval_split must be one of {', '.join(EVAL_SPLITS)}, got {eval_split!r}")
     name = config.pop("name", builder_name)
     try:
         scenario = BUILDERS[builder_name](dataset, name=name, **config)

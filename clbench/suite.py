@@ -44,8 +44,8 @@ from typing import Any
 
 from clbench.config import coerce, learner_fields, make_learner, parse_assignments, resolve_fields
 from clbench.errors import UsageError
-from clbench.registry import (NAMED_SCENARIOS, PROTOCOLS, load_object, resolve_reference, scenario_config,
-                              unknown_name_error)
+from clbench.registry import (EVAL_SPLITS, NAMED_SCENARIOS, PROTOCOLS, load_object, resolve_reference,
+                              scenario_config, unknown_name_error)
 from clbench.results import run_dir_name, run_id, scan_runs, write_run
 
 if sys.version_info >= (3, 11):
@@ -352,8 +352,7 @@ def _named_scenarios(reader: _Reader, entry: dict[str, Any], table: tuple, where
                                f"{NAMED_SCENARIOS[name]['builder']!r} with a name of your own", table, key)
     protocols = _protocols(reader, entry, table, where, NAMED_SCENARIOS[name]["protocol"])
     split = entry.get("eval_split", "test")
-    if split not in ("test", "val"):
-        raise reader.error(f"{where} eval_split: {split!r} is not valid (valid: test, val)", table, "eval_split")
+    _check_eval_split(reader, split, table, where)
     extra = {"eval_split": "val"} if split == "val" else {}  # "test" is the default: same config, same run id
     return [({**scenario_config(name, p), **extra}, "") for p in protocols]
 
@@ -403,8 +402,7 @@ def _builder_scenarios(reader: _Reader, entry: dict[str, Any], table: tuple, whe
             raise reader.error(f"{where} dataset: {unknown_name_error('dataset', dataset, [*sources, 'npz:PATH'])}",
                                table, "dataset")
     for split in options.get("eval_split", []):
-        if split not in ("test", "val"):
-            raise reader.error(f"{where} eval_split: {split!r} is not valid (valid: test, val)", table, "eval_split")
+        _check_eval_split(reader, split, table, where)
     protocols = _protocols(reader, entry, table, where, _default_protocol(function))
     keys = list(options)
     swept = [k for k in keys if len(options[k]) > 1]
@@ -416,6 +414,12 @@ def _builder_scenarios(reader: _Reader, entry: dict[str, Any], table: tuple, whe
             detail = ", ".join(f"{k}={_show(values[k])}" for k in swept)
             out.append((config, f" ({detail})" if detail else ""))
     return out
+
+
+def _check_eval_split(reader: _Reader, split: Any, table: tuple, where: str) -> None:
+    if split not in EVAL_SPLITS:
+        raise reader.error(f"{where} eval_split: {split!r} is not valid (valid: {', '.join(EVAL_SPLITS)})",
+                           table, "eval_split")
 
 
 def _default_protocol(function: Any) -> str:
