@@ -36,7 +36,7 @@ EXECUTORS = ("local", "ray")
 TICK_SECONDS = 0.5
 # What a worker imports before its first run. torch._dynamo is imported lazily by the first
 # optimiser a run builds, and costs seconds; better once in the fork server than in every worker.
-PRELOAD = ["torch", "torch._dynamo", "clbench.experiment", "clbench.runner", "clbench.learner"]
+PRELOAD = ["torch", "torch._dynamo", "clbench.experiment", "clbench.runner", "clbench.learner", "clbench.models"]
 Job = tuple[str, dict[str, Any]]  # (run id, resolved config)
 
 

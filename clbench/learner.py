@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Protocol, runtime_checkable
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Iterable, Iterator, Protocol, runtime_checkable
 
 from clbench.errors import UsageError
-from clbench.models import build_backbone, resolve_device
-from clbench.scenario import ScenarioSpec, Task
+from clbench.lazy import lazy_import
+
+if TYPE_CHECKING:
+    from clbench.scenario import ScenarioSpec, Task
+
+torch = lazy_import("torch")  # imported when a run starts, not when a suite is planned (clbench.lazy)
+F = lazy_import("torch.nn.functional")
 
 
 @runtime_checkable
@@ -87,6 +89,8 @@ class SGDLearner:
 
     # -- state -------------------------------------------------------------------------------
     def setup(self, spec: ScenarioSpec, seed: int) -> None:
+        from clbench.models import build_backbone, resolve_device
+
         self.spec_ = spec
         self.device_ = resolve_device(self.device)
         self.model_ = build_backbone(self.backbone, spec.input_shape, spec.n_outputs, self.widths)
@@ -188,11 +192,11 @@ class SGDLearner:
         return F.cross_entropy(logits, y)
 
     # -- evaluation --------------------------------------------------------------------------
-    @torch.no_grad()
     def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
         was_training = self.model_.training
         self.model_.eval()
         try:
-            return self.model_(x.to(self.device_))
+            with torch.no_grad():
+                return self.model_(x.to(self.device_))
         finally:
             self.model_.train(was_training)

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, overload
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from clbench.data import ArrayDataset, DataError, as_float, load
 from clbench.errors import UsageError
+from clbench.lazy import lazy_import
 from clbench.registry import EVAL_SPLITS, PROTOCOLS
+
+torch = lazy_import("torch")  # a suite checks builder arguments without importing torch (clbench.lazy)
+F = lazy_import("torch.nn.functional")
 
 
 @dataclass(frozen=True)

@@ -227,6 +227,18 @@ def test_suite_help_does_not_import_torch():
     assert "--dry-run" in out.stdout and out.stdout.strip().endswith("False")
 
 
+def test_planning_every_shipped_suite_does_not_import_torch():
+    """The suite process reads learner classes and scenario builders but leaves torch to the
+    workers (clbench.lazy): planning and --dry-run take a second, not several."""
+    code = ("import sys\nfrom clbench.suite import load_suite\n"
+            f"for path in sorted(__import__('glob').glob({str(REPO / 'scenarios' / '*.toml')!r})):\n"
+            "    assert load_suite(path).runs, path\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 # -- the plan against a results folder ----------------------------------------------------------------
 
 def test_plan_counts_finished_runs_done_and_failed_runs_to_do(tmp_path):

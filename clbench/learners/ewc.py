@@ -6,14 +6,17 @@ online EWC: Schwarz et al. 2018, "Progress & Compress" (ICML).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
-import torch.nn.functional as F
-from torch.func import functional_call, grad, vmap
+from typing import TYPE_CHECKING
 
 from clbench.errors import UsageError
+from clbench.lazy import lazy_import
 from clbench.learner import SGDLearner
-from clbench.scenario import Task
+
+if TYPE_CHECKING:
+    from clbench.scenario import Task
+
+torch = lazy_import("torch")  # see clbench.lazy
+F = lazy_import("torch.nn.functional")
 
 FISHER_LABELS = ("sample", "argmax", "true")
 
@@ -121,11 +124,11 @@ class EWC(SGDLearner):
             return {name: f / len(starts) for name, f in fisher.items()}
 
         def log_likelihood(p, xi, yi):
-            out = functional_call(self.model_, p, (xi.unsqueeze(0),)) + mask
+            out = torch.func.functional_call(self.model_, p, (xi.unsqueeze(0),)) + mask
             return -F.cross_entropy(out, yi.unsqueeze(0))
 
         fisher = {name: torch.zeros_like(p) for name, p in params.items()}
-        per_sample_grad = vmap(grad(log_likelihood), in_dims=(None, 0, 0))
+        per_sample_grad = torch.func.vmap(torch.func.grad(log_likelihood), in_dims=(None, 0, 0))
         for start in range(0, len(x), 256):
             grads = per_sample_grad(params, x[start:start + 256], y[start:start + 256])
             for name, g in grads.items():

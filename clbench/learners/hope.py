@@ -13,15 +13,18 @@ import math
 import re
 import warnings
 from dataclasses import dataclass
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from clbench.errors import UsageError
+from clbench.lazy import lazy_import
 from clbench.learner import DivergenceError, SGDLearner
-from clbench.learners.hope_modules import HopeClassifier
-from clbench.models import resolve_device
-from clbench.scenario import ScenarioSpec, Task
+
+if TYPE_CHECKING:
+    from clbench.learners.hope_modules import HopeClassifier
+    from clbench.scenario import ScenarioSpec, Task
+
+torch = lazy_import("torch")  # see clbench.lazy
+F = lazy_import("torch.nn.functional")
 
 PREDICT_SLICE = 256            # examples per forward pass in `predict` (each holds its own fast weights)
 CHOICES = {"mixer": ("selfmod", "attention"), "inner_optimizer": ("dgd", "gd"),
@@ -124,6 +127,8 @@ class Hope:
     # -- state -------------------------------------------------------------------------------
     def build_model(self, spec: ScenarioSpec) -> HopeClassifier:
         """The network for a scenario, initialised from the current torch RNG."""
+        from clbench.learners.hope_modules import HopeClassifier
+
         try:
             return HopeClassifier(self, spec.input_shape, spec.n_outputs)
         except ValueError as err:
@@ -137,6 +142,8 @@ class Hope:
         return int(match.group(1)) if match else self.backbone_level - 1
 
     def setup(self, spec: ScenarioSpec, seed: int) -> None:
+        from clbench.models import resolve_device
+
         self.spec_ = spec
         self.device_ = resolve_device(self.device)
         with torch.random.fork_rng(devices=[]):
@@ -218,9 +225,9 @@ class Hope:
                           stacklevel=3)
 
     # -- evaluation --------------------------------------------------------------------------
-    @torch.no_grad()
     def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
         """Logits; the memories adapt inside each example on a scratch state (closed-form inner
         gradients, no autograd), and no parameter, accumulator or optimiser state is touched.
         Examples are independent, so large inputs go through in slices to bound the memory."""
-        return torch.cat([self.model_(part.to(self.device_)) for part in x.split(PREDICT_SLICE)])
+        with torch.no_grad():
+            return torch.cat([self.model_(part.to(self.device_)) for part in x.split(PREDICT_SLICE)])

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import torch
-
+from clbench.lazy import lazy_import
 from clbench.learner import SGDLearner
-from clbench.models import build_backbone
-from clbench.scenario import Task
+
+if TYPE_CHECKING:
+    from clbench.scenario import Task
+
+torch = lazy_import("torch")  # see clbench.lazy
 
 
 @dataclass
@@ -29,6 +31,8 @@ class Joint(SGDLearner):
 
     def begin_task(self, task: Task) -> None:
         if self.from_scratch and self.seen_x_:
+            from clbench.models import build_backbone
+
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed_ + task.task_id)
                 model = build_backbone(self.backbone, self.spec_.input_shape, self.spec_.n_outputs, self.widths)

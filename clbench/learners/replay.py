@@ -6,13 +6,17 @@ sampling: Vitter 1985, "Random sampling with a reservoir".
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from clbench.errors import UsageError
+from clbench.lazy import lazy_import
 from clbench.learner import SGDLearner
-from clbench.scenario import Task
+
+if TYPE_CHECKING:
+    from clbench.scenario import Task
+
+torch = lazy_import("torch")  # see clbench.lazy
+F = lazy_import("torch.nn.functional")
 
 
 @dataclass
