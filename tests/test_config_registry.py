@@ -35,8 +35,12 @@ def test_short_names_module_refs_and_file_refs(tmp_path):
 def test_entry_point_learners_are_listed_and_loaded(monkeypatch):
     ep = EntryPoint(name="thirdparty", value="clbench.learners.replay:Replay", group=registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda group: [ep] if group == registry.ENTRY_POINT_GROUP else [])
-    assert registry.learner_names()["thirdparty"] == "clbench.learners.replay:Replay"
-    assert registry.load_learner("thirdparty") is Replay
+    registry.installed_learners.cache_clear()
+    try:
+        assert registry.learner_names()["thirdparty"] == "clbench.learners.replay:Replay"
+        assert registry.load_learner("thirdparty") is Replay
+    finally:
+        registry.installed_learners.cache_clear()
 
 
 @pytest.mark.parametrize("ref, message", [
