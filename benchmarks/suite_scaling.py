@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -143,45 +144,51 @@ def main() -> None:
         listing = subprocess.run(clbench() + ["suite", str(suite), "--dry-run", "--results", str(folder / "dry")],
                                  capture_output=True, text=True, check=True).stdout.strip().splitlines()
         print(listing[-1])
-        best: dict[str, float] = {}
+        trials: list[dict[str, float]] = []  # one per attempt: seconds per executor (and the plain floor)
         rows = {}
         for attempt in range(options.repeat):
+            trial: dict[str, float] = {}
             for label, args in executors.items():  # interleaved, so that drift in load hits all alike
                 results = folder / f"{label.replace(' ', '_').replace(',', '')}-{attempt}"
-                seconds = timed([str(suite), *args], results)
-                best[label] = min(best.get(label, seconds), seconds)
+                trial[label] = timed([str(suite), *args], results)
                 rows[label] = accuracies(results / "scaling")
-                print(f"  {label:<16} {seconds:7.1f} s", flush=True)
+                print(f"  {label:<16} {trial[label]:7.1f} s", flush=True)
             if not options.no_floor:
                 one, two = floor_ratio(suite)
-                floor = min(floor, two / one) if attempt else two / one
+                trial["plain, 1 process"], trial["plain, 2 processes"] = one, two
                 print(f"  plain processes: 1 × all runs {one:.1f} s, 2 × half {two:.1f} s ({two / one:.2f}x)",
                       flush=True)
+            trials.append(trial)
     load_after = os.getloadavg()
 
     n_runs = len(next(iter(rows.values())))
     same = all(r == rows["1 local worker"] for r in rows.values())
-    ratios = {"2 workers / 1 worker": best["2 local workers"] / best["1 local worker"]}
-    if not options.no_floor:
-        ratios["machine floor"] = floor
-    if "Ray, 2 CPUs" in best:
-        ratios["Ray / local pool"] = best["Ray, 2 CPUs"] / best["2 local workers"]
-    print(f"\n{n_runs} runs of {options.epochs} epochs per task, {os.cpu_count()} CPUs, best of {options.repeat}; "
+    best = {label: min(t[label] for t in trials) for label in trials[0]}
+    pairs = {"2 workers / 1 worker": ("2 local workers", "1 local worker"),
+             "machine floor": ("plain, 2 processes", "plain, 1 process"),
+             "Ray / local pool": ("Ray, 2 CPUs", "2 local workers")}
+    pairs = {name: pair for name, pair in pairs.items() if pair[0] in best}
+    ratios = {name: best[a] / best[b] for name, (a, b) in pairs.items()}
+    paired = {name: sorted(t[a] / t[b] for t in trials) for name, (a, b) in pairs.items()}
+    print(f"\n{n_runs} runs of {options.epochs} epochs per task, {os.cpu_count()} CPUs, {options.repeat} attempts; "
           f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     for label, seconds in best.items():
-        print(f"  {label:<16} {seconds:7.1f} s")
+        print(f"  {label:<18} {seconds:7.1f} s (best)")
+    print("  ratio of best times; median [range] of the ratios within each attempt:")
     for name, ratio in ratios.items():
+        spread = paired[name]
+        text = f"  {name:<22} {ratio:5.2f}x; {statistics.median(spread):.2f}x [{spread[0]:.2f}-{spread[-1]:.2f}]"
         if name in TARGETS:
             verdict = "ok" if ratio <= TARGETS[name] else "ABOVE TARGET"
-            print(f"  {name:<22} {ratio:5.2f}x  (target <= {TARGETS[name]:.2f}x, {verdict})")
+            print(f"{text}  (target <= {TARGETS[name]:.2f}x, {verdict})")
         else:
-            print(f"  {name:<22} {ratio:5.2f}x  (the same runs in plain processes, 2 against 1: the best "
-                  f"2 workers can do here)")
+            print(f"{text}  (the same runs in plain processes: what 2 workers can reach here)")
     print(f"  same rows from every executor: {'yes' if same else 'NO'}")
     if options.json:
-        options.json.write_text(json.dumps({"runs": n_runs, "cpus": os.cpu_count(), "seconds": best,
-                                            "ratios": ratios, "same_rows": same,
-                                            "load_average": [load_before[0], load_after[0]]}, indent=2) + "\n")
+        options.json.write_text(json.dumps({"runs": n_runs, "epochs": options.epochs, "cpus": os.cpu_count(),
+                                            "trials": trials, "best": best, "ratios": ratios, "paired": paired,
+                                            "same_rows": same, "load_average": [load_before[0], load_after[0]]},
+                                           indent=2) + "\n")
     if not same:
         sys.exit(1)
 
