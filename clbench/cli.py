@@ -378,7 +378,8 @@ def fetch(
 def main() -> None:
     # Registered first, so it runs after every other exit handler (Ray's, the worker pool's). With
     # torch loaded, tearing the interpreter down spends most of a second collecting torch's objects;
-    # frozen, they are skipped. Everything the command wrote is closed by then.
+    # frozen, they are skipped. Everything clbench writes is closed by then; an object that is only
+    # reachable from a reference cycle is not finalized (a file a learner left open, unflushed).
     atexit.register(gc.freeze)
     try:
         app()

@@ -124,6 +124,7 @@ class InProcess:
 
         def work() -> None:
             try:
+                _warm_up()  # what workers import before their first run, so runs start alike everywhere
                 for rid, config in jobs:
                     if self._stop.is_set():
                         break
@@ -211,8 +212,8 @@ class LocalPool:
         self.jobs = jobs
         self.threads = threads
         self.description = f"{jobs} local worker processes"
-        # Not fork: the parent has imported torch, and forking a process whose thread pools run
-        # is unsafe. A fork server imports torch once and forks clean workers from there, so a
+        # Not fork: the parent may have imported torch (a learner file that imports it at the top
+        # does, when the suite is planned), and forking a process whose thread pools run is unsafe. A fork server imports torch once and forks clean workers from there, so a
         # worker (or the replacement of one that died) starts in milliseconds; where there is
         # none (macOS, Windows), each worker is a fresh interpreter.
         if "forkserver" in multiprocessing.get_all_start_methods():
@@ -399,7 +400,8 @@ class RayExecutor:
 
 
 def _warm_up() -> None:
-    """A Ray task that imports what every run needs (the fork server's list), once per worker."""
+    """Import what every run needs (the fork server's list): once per Ray worker, and in this
+    process before `InProcess` runs its first run."""
     import importlib
 
     for module in PRELOAD:

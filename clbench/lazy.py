@@ -3,8 +3,9 @@
 `import torch` costs seconds. Planning a suite needs the learner classes (their fields, defaults
 and checks) and the scenario builders (their arguments), but runs nothing; so the modules that
 define them bind `torch` to a `LazyModule`, and torch is imported when a run first touches it.
-`clbench suite` then plans, lists (`--dry-run`) and hands runs to workers without importing torch
-in the suite process (tests/test_suite.py checks this for every shipped suite).
+`clbench suite` then plans and lists (`--dry-run`) without importing torch, and with `--jobs N`
+or Ray only the workers import it (tests/test_suite.py plans every shipped suite and checks that
+torch stayed out).
 """
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ from typing import Any
 
 
 class LazyModule(types.ModuleType):
-    """Stands for the module `name` and imports it at the first attribute access. The module's
-    namespace is then copied in, so later accesses are plain attribute lookups, as fast as on the
-    module itself; a name the module gains later is fetched from it when first asked for."""
+    """Stands for the module `name` and imports it at the first attribute access. It then takes
+    a copy of the module's namespace and becomes a plain module object, so later lookups cost what
+    they cost on the module itself; a name the module gains later is fetched from it when asked
+    for. A name the module rebinds later keeps, here, the value it had at the first access."""
 
     def __getattr__(self, attr: str) -> Any:
         module = importlib.import_module(self.__name__)
-        self.__dict__.update(module.__dict__)
+        namespace = self.__dict__
+        namespace.update(module.__dict__)
+        namespace["__getattr__"] = lambda name: getattr(module, name)  # names added later (PEP 562)
+        self.__class__ = types.ModuleType
         return getattr(module, attr)
 
 
