@@ -177,7 +177,7 @@ def _worker_main(conn, threads: int, parent_pid: int) -> None:
 
     threading.Thread(target=watch_parent, name="clbench-watch-parent", daemon=True).start()
     use_threads(threads)
-    import clbench.experiment  # noqa: F401 - imported once, used by every run
+    _warm_up()  # imported once, used by every run (already there when forked from the fork server)
 
     while True:
         try:
@@ -213,9 +213,10 @@ class LocalPool:
         self.threads = threads
         self.description = f"{jobs} local worker processes"
         # Not fork: the parent may have imported torch (a learner file that imports it at the top
-        # does, when the suite is planned), and forking a process whose thread pools run is unsafe. A fork server imports torch once and forks clean workers from there, so a
-        # worker (or the replacement of one that died) starts in milliseconds; where there is
-        # none (macOS, Windows), each worker is a fresh interpreter.
+        # does, when the suite is planned), and forking a process whose thread pools run is
+        # unsafe. A fork server imports torch once and forks clean workers from there, so a worker
+        # (or the replacement of one that died) starts in milliseconds; where there is none
+        # (macOS, Windows), each worker is a fresh interpreter.
         if "forkserver" in multiprocessing.get_all_start_methods():
             self._context = multiprocessing.get_context("forkserver")
             self._context.set_forkserver_preload(PRELOAD)
@@ -333,7 +334,8 @@ class RayExecutor:
         overlap with the suite's planning instead of delaying the first runs."""
         self._start()
         warm = self.ray.remote(_warm_up).options(num_cpus=self.threads, max_retries=0, name="clbench-warm-up")
-        self._warming = [warm.remote() for _ in range(self.slots)]
+        for _ in range(self.slots):
+            warm.remote()  # runs whether or not its result is kept
 
     def __enter__(self) -> RayExecutor:
         if not self.ray.is_initialized():
@@ -400,8 +402,8 @@ class RayExecutor:
 
 
 def _warm_up() -> None:
-    """Import what every run needs (the fork server's list): once per Ray worker, and in this
-    process before `InProcess` runs its first run."""
+    """Import what every run needs (the fork server's list) before the first run: in a Ray
+    worker, in a pool worker started without a fork server, and in this process for `InProcess`."""
     import importlib
 
     for module in PRELOAD:

@@ -9,6 +9,7 @@ torch stayed out).
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import types
 from typing import Any
@@ -29,6 +30,8 @@ class LazyModule(types.ModuleType):
         return getattr(module, attr)
 
 
+@functools.lru_cache(maxsize=None)
 def lazy_import(name: str) -> types.ModuleType:
-    """`torch = lazy_import("torch")`: like `import torch`, but the import happens on first use."""
+    """`torch = lazy_import("torch")`: like `import torch`, but the import happens on first use. One
+    stand-in per module, shared by every module that asks, so the namespace is copied once."""
     return LazyModule(name)
