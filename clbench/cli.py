@@ -155,7 +155,9 @@ def report(
     figures: bool = typer.Option(True, "--figures/--no-figures", help="draw the figures (PDF and PNG)"),
 ) -> None:
     """Tables, figures and a self-contained HTML report of the runs in FOLDER."""
-    from clbench.report import FORMATS, check_choice, load_folder, parse_metrics, render_tables, write_report
+    from clbench.render import FORMATS, render_tables
+    from clbench.report import write_report
+    from clbench.tables import check_choice, load_folder, parse_metrics
 
     try:
         names = parse_metrics(metric_names)
@@ -185,8 +187,9 @@ def compare(
     figures: bool = typer.Option(True, "--figures/--no-figures", help="with --out: draw the figures"),
 ) -> None:
     """Your method's runs next to recorded runs on the same scenarios, Welch's t-test per metric."""
-    from clbench.report import FORMATS, check_choice, compare as compare_runs, load_folder, parse_metrics
-    from clbench.report import render_tables, write_report
+    from clbench.render import FORMATS, render_tables
+    from clbench.report import write_report
+    from clbench.tables import check_choice, compare_runs, load_folder, parse_metrics
 
     try:
         names = parse_metrics(metric_names)

@@ -1,4 +1,5 @@
-"""Tests for clbench.report and the `report` and `compare` commands, on runs with known matrices."""
+"""Tests for the forgetting tables and reports (clbench.tables, clbench.render, clbench.report) and the
+`report` and `compare` commands, on runs with known matrices."""
 from __future__ import annotations
 
 import csv
@@ -20,8 +21,10 @@ from clbench import metrics
 from clbench.aggregate import group_runs, load_runs
 from clbench.cli import app
 from clbench.errors import UsageError
-from clbench.report import (build_tables, compare, load_folder, parse_metrics, render_tables, table_csv,
-                            table_latex, table_markdown, welch, write_report)
+from clbench.render import format_table, render_tables, table_csv, table_latex, table_markdown
+from clbench.report import write_report
+from clbench.stats import welch
+from clbench.tables import build_tables, compare_runs as compare, load_folder, parse_metrics
 
 from report_fixtures import EXAMPLE, shifted, three_learners, write
 
@@ -212,12 +215,13 @@ def test_html_escapes_user_strings_and_is_self_contained(tmp_path):
                            sources=[str(tmp_path / "runs")])
     page = (tmp_path / "out" / "report.html").read_text()
     assert "<script" not in page and "<img src=x" not in page and "<b>boom" not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "&lt;b&gt;boom&lt;/b&gt;" in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page and "&lt;b&gt;boom&lt;/b&gt;" in page
+    assert 'evil&#34;&gt;&lt;img src=x onerror=alert(1)&gt;' in page  # the template autoescapes
     assert re.findall(r'<img [^>]*src="([^"]{0,30})', page) and all(
         src.startswith("data:image/png;base64,") for src in re.findall(r'<img [^>]*src="([^"]{0,30})', page))
     assert "http://" not in page and "https://" not in page and "<link" not in page
     assert "Failed or incomplete runs" in page and "status failed: &lt;b&gt;boom&lt;/b&gt;" in page
-    assert "&quot;clbench_version&quot;: &quot;0.1.0&quot;" in page  # the config, escaped
+    assert "&#34;clbench_version&#34;: &#34;0.1.0&#34;" in page  # the config, escaped
     # file names never carry the raw string
     for path in written.files:
         assert "<" not in str(path) and '"' not in str(path)
