@@ -221,6 +221,14 @@ def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def format_table(groups: list[Group]) -> str:
+    """The forgetting table printed after a suite: the report's table (`clbench.render.format_table`),
+    with the same default metrics and captions. Kept under this name for the CLI's suite command."""
+    from clbench.render import format_table as report_table
+
+    return report_table(groups)
+
+
 def results_frame(root: Path | Iterable[Path], include_failed: bool = False) -> "pandas.DataFrame":
     """Every stored run under `root` as one tidy DataFrame: a row per run × after_task × eval_task.
 
