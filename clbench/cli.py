@@ -58,21 +58,9 @@ def list_command(kind: str = typer.Argument("learners", help="learners, scenario
             typer.echo(f"{name:<18} {config['builder']}({args}), default protocol {config['protocol']}")
         typer.echo(f"protocols: {', '.join(registry.PROTOCOLS)}")
     elif kind == "metrics":
-        from clbench import metrics
+        from clbench.display import format_metric_list
 
-        def better(metric: metrics.Metric, measure: metrics.Measure) -> str:
-            return "higher" if metric.better_high(measure) else "lower"
-
-        for name, metric in metrics.METRICS.items():
-            others = [f"{better(metric, m)} for {m.name}" for m in metrics.MEASURES.values()
-                      if m.name != "accuracy" and better(metric, m) != better(metric, "accuracy")]
-            direction = f"{better(metric, 'accuracy')} is better" + (f" ({', '.join(others)})" if others else "")
-            where = [f"n/a in {', '.join(sorted(metric.undefined_in))}"] if metric.undefined_in else []
-            where += [f"only for {', '.join(metric.measures)}"] if set(metric.measures) != set(metrics.MEASURES) else []
-            typer.echo(f"{name:<23} {metric.kind:<7}{direction:<34} {metric.short()}"
-                       + (f" [{'; '.join(where)}]" if where else ""))
-        typer.echo("measures: " + "; ".join(f"{m.name} ({'higher' if m.higher_is_better else 'lower'} is better, "
-                                             f"in {m.unit})" for m in metrics.MEASURES.values()))
+        typer.echo(format_metric_list())
     else:
         fail(f"cannot list {kind!r} (valid: {', '.join(LIST_KINDS)})")
 

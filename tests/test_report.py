@@ -469,3 +469,12 @@ def test_results_frame_is_tidy_and_agrees_with_the_tables(root):
     failed = with_failed[with_failed["status"] != "ok"]
     assert len(failed) == 1 and failed["status"].iloc[0].startswith("status failed")
     assert failed["learner.name"].iloc[0] == "finetune" and np.isnan(failed["accuracy"].iloc[0])
+
+
+def test_list_metrics_reads_the_records():
+    out = CliRunner().invoke(app, ["list", "metrics"]).output.splitlines()
+    line = {row.split()[0]: row for row in out}
+    assert "level" in line["acc"] and "higher is better (lower for bpc)" in line["acc"]
+    assert "change" in line["forgetting"] and "lower is better" in line["forgetting"] and "bpc" not in line["forgetting"]
+    assert line["fwt"].endswith("[n/a in class_il]") and line["rem"].endswith("[only for accuracy]")
+    assert set(line) - {"measures:"} == set(metrics.METRICS)
