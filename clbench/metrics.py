@@ -219,6 +219,7 @@ class Measure:
     label: str  # the measure in words, for captions and axis labels
     stored: str  # how stored values (rows, CSV) relate to shown ones
     change_words: str  # change_unit in words, for figure captions
+    short: str  # the measure on a figure axis
     bounds: tuple[float, float] | None  # the range of stored values, where there is one (axes, colour scales)
 
     def show(self, value: float) -> str:
@@ -230,10 +231,10 @@ class Measure:
 MEASURES: dict[str, Measure] = {
     "accuracy": Measure("accuracy", "accuracy", True, "%", "pp", 100.0, 1, "accuracy",
                         "Values are fractions of 1 in the stored rows and in CSV files, percent (or percentage "
-                        "points) in tables and figures.", "percentage points", (0.0, 1.0)),
+                        "points) in tables and figures.", "percentage points", "accuracy", (0.0, 1.0)),
     "bpc": Measure("bpc", "bpc", False, "bits/char", "bits/char", 1.0, 3, "bits per character",
                    "Bits per character are shown as stored, in tables, figures and CSV files.", "bits per character",
-                   None),
+                   "bpc", None),
 }
 
 
@@ -301,7 +302,7 @@ class Metric:
     def axis_label(self, measure: str | Measure = "accuracy") -> str:
         """'learning accuracy (%) ↑': name, unit and direction, for a figure axis."""
         m = get_measure(measure)
-        return f"{(self.axis or self.name).format(m=m.label)} ({self.unit(m)}) {self.arrow(m)}"
+        return f"{(self.axis or self.name).format(m=m.short)} ({self.unit(m)}) {self.arrow(m)}"
 
 
 _GEM = "Lopez-Paz & Ranzato 2017 (GEM)"

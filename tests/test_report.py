@@ -434,14 +434,14 @@ def test_bpc_report_writes_html_and_figures_in_bits_per_character(tmp_path):
     styles = plot_styles([label for label, _ in entries])
     scatter = plots.plasticity_stability(entries, styles).axes[0]
     assert scatter.get_xlabel() == "forgetting (bits/char) ↓"
-    assert scatter.get_ylabel() == "learning bits per character (bits/char) ↓"
+    assert scatter.get_ylabel() == "learning bpc (bits/char) ↓"
     assert any(t.get_text() == "↙ better" for t in scatter.texts)
     bars = plots.forgetting_bwt(entries, styles).axes[0]
     assert sorted(p.get_width() for p in bars.patches) == pytest.approx([0.75, 1.25])  # not x100
     heat = plots.heatmap("a", table.rows[0].group)
     # mean matrix = BPC_EXAMPLE + 0.05, two decimals; brighter (reversed viridis) is lower
     assert {"8.05", "3.05", "1.55"} <= {t.get_text() for t in heat.axes[0].texts}
-    assert heat.axes[1].get_ylabel() == "bits per character (bits/char)"
+    assert heat.axes[1].get_ylabel() == "bpc (bits/char)"
 
 
 def test_the_suite_prints_the_report_table(root):
