@@ -272,6 +272,10 @@ class Metric:
     aggregate: str = "mean"  # over seeds: the mean of the per-run values, with its spread
     axis: str = ""  # its name on a figure axis ("{m}" as in captions); the metric's name when empty
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("level", "change") or self.aggregate != "mean":
+            raise ValueError(f"metric {self.name!r}: kind must be level or change, aggregate mean")
+
     def __call__(self, R, measure: str | Measure = "accuracy") -> float:
         """The metric of R: a level metric on R, a change metric on S = R or -R (see the module doc)."""
         m = get_measure(measure)
