@@ -266,7 +266,7 @@ def _missing_message(release: Release, searched: list[Path], explicit: bool) -> 
 
 def _release(name: str) -> Release:
     if name not in RELEASES:
-        from clbench.registry import unknown_name_error
+        from clbench.errors import unknown_name_error
 
         raise unknown_name_error("dataset with files", name, RELEASES)
     return RELEASES[name]
@@ -765,7 +765,6 @@ SOURCES: dict[str, Callable[..., ArrayDataset]] = {
     "cifar100": cifar100,
     "mnist10k": mnist10k,
 }
-SPLIT_OPTIONS = ("test_fraction", "split_seed")  # options of the sources that make their own test split
 
 
 def load(name: str, **options: Any) -> ArrayDataset:
@@ -777,7 +776,7 @@ def load(name: str, **options: Any) -> ArrayDataset:
     if name.startswith("npz:"):
         return _call(npz, name, name[4:], **options)
     if name not in SOURCES:
-        from clbench.registry import unknown_name_error
+        from clbench.errors import unknown_name_error
 
         raise unknown_name_error("dataset", name, [*SOURCES, "npz:PATH"])
     return _call(SOURCES[name], name, **options)

@@ -36,7 +36,7 @@ EXECUTORS = ("local", "ray")
 TICK_SECONDS = 0.5
 # What a worker imports before its first run. torch._dynamo is imported lazily by the first
 # optimiser a run builds, and costs seconds; better once in the fork server than in every worker.
-PRELOAD = ["torch", "torch._dynamo", "clbench.experiment", "clbench.runner", "clbench.learner", "clbench.models"]
+PRELOAD = ["torch", "torch._dynamo", "clbench.configs", "clbench.runner", "clbench.learner", "clbench.models"]
 Job = tuple[str, dict[str, Any]]  # (run id, resolved config)
 
 
@@ -77,7 +77,7 @@ def use_threads(threads: int) -> None:
 
 def run_one(run_id: str, config: dict[str, Any], threads: int = 1) -> Outcome:
     """Run one resolved config here and return its outcome; never raises for a failing run."""
-    from clbench.experiment import execute
+    from clbench.configs import execute
     from clbench.results import environment
 
     use_threads(threads)
@@ -413,7 +413,7 @@ def _warm_up() -> None:
 def make_executor(kind: str = "local", jobs: int | None = None, threads: int = 1, address: str | None = None):
     """The executor for `--executor KIND --jobs N --address ADDR`."""
     if kind not in EXECUTORS:
-        from clbench.registry import unknown_name_error
+        from clbench.errors import unknown_name_error
 
         raise unknown_name_error("executor", kind, EXECUTORS, " in --executor")
     if jobs is not None and jobs < 1:

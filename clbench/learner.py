@@ -51,6 +51,21 @@ def build_optimizer(kind: str, params: Iterable[torch.nn.Parameter], lr: float, 
         return cls(params, foreach=True, **settings)
 
 
+def check_training_fields(learner) -> None:
+    """Check the training fields `SGDLearner` defines, on any learner that has them (the Avalanche
+    adapter shares them), and make `widths` a tuple."""
+    if learner.optimizer not in ("sgd", "adam"):
+        raise UsageError(f"optimizer must be 'sgd' or 'adam', got {learner.optimizer!r}")
+    for name in ("lr", "epochs", "batch_size"):
+        if not getattr(learner, name) > 0:
+            raise UsageError(f"{name} must be positive, got {getattr(learner, name)!r}")
+    if learner.momentum < 0 or learner.weight_decay < 0:
+        raise UsageError("momentum and weight_decay must be non-negative")
+    if getattr(learner, "iterations", 0) < 0:
+        raise UsageError(f"iterations must be >= 0 (0 = train by epochs), got {learner.iterations}")
+    learner.widths = tuple(learner.widths)
+
+
 class DivergenceError(RuntimeError):
     """The training loss became NaN or infinite."""
 
@@ -77,16 +92,7 @@ class SGDLearner:
     device: str = "auto"                  # "auto" (CUDA if present), "cpu", "cuda", ...
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adam"):
-            raise UsageError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        for name in ("lr", "epochs", "batch_size"):
-            if not getattr(self, name) > 0:
-                raise UsageError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if self.momentum < 0 or self.weight_decay < 0:
-            raise UsageError("momentum and weight_decay must be non-negative")
-        if self.iterations < 0:
-            raise UsageError(f"iterations must be >= 0 (0 = train by epochs), got {self.iterations}")
-        self.widths = tuple(self.widths)
+        check_training_fields(self)
 
     # -- state -------------------------------------------------------------------------------
     def setup(self, spec: ScenarioSpec, seed: int) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from clbench.errors import UsageError
 from clbench.published import COLUMNS, Published, compare_results, format_comparison, read_published
-from clbench.registry import PROTOCOLS
+from clbench.scenario_names import PROTOCOLS
 from clbench.results import write_run
 
 
