@@ -287,22 +287,40 @@ def suite(
 @app.command()
 def published(
     folder: Path = typer.Argument(..., help="a folder of recorded runs, e.g. results/vandeven-split-fmnist"),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="published numbers (default: baselines/published.csv)"),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="published numbers (default: the shipped "
+                                       "baselines/published.csv)"),
     k: float = typer.Option(3.0, "--k", help="a difference within k combined standard errors counts as a match"),
 ) -> None:
     """Recorded runs next to the published numbers of the same learner, scenario and protocol."""
-    from clbench.published import compare_results, format_comparison
+    from clbench.published import match_results, format_matches
 
     if not folder.is_dir():
         fail(f"{folder} is not a folder of runs")
     try:
-        comparisons = compare_results(folder, csv)
+        comparisons = match_results(folder, csv)
     except UsageError as err:
         fail(str(err))
     if not comparisons:
         fail(f"no run under {folder} matches a published number (same learner, scenario and protocol; "
-             f"the published rows are in {csv or 'baselines/published.csv'})")
-    typer.echo(format_comparison(comparisons, k))
+             f"the published rows are in {csv or 'the shipped baselines/published.csv'})")
+    typer.echo(format_matches(comparisons, k))
+
+
+@app.command()
+def baselines(name: Optional[str] = typer.Argument(None, help="a shipped set of recorded runs, e.g. hope")) -> None:
+    """The baselines shipped with clbench: without NAME, each set of recorded runs and where it is;
+    with NAME, its folder (for compare --against)."""
+    from clbench import shipped
+
+    try:
+        if name is not None:
+            typer.echo(shipped.recorded_runs(name))
+            return
+        for label, folder in shipped.recorded().items():
+            typer.echo(f"{label:<12} {sum(1 for _ in folder.glob('*/run.json')):>4} runs  {folder}")
+        typer.echo(f"{'published':<12} {'':>9} {shipped.published_csv()}")
+    except UsageError as err:
+        fail(str(err))
 
 
 @app.command()
@@ -316,13 +334,6 @@ def fetch(
     from clbench import data
 
     use_data_dir(data_dir)
-    fetchable = [n for n in data.SOURCES if n != "digits"]
-    if name not in fetchable:
-        if name == "digits":
-            fail("digits ships with scikit-learn; there is nothing to fetch")
-        from clbench.errors import unknown_name_error
-
-        fail(str(unknown_name_error("dataset", name, fetchable, " to fetch")))
     shown: dict[str, int] = {}
 
     def progress(file: str, done: int, total: Optional[int]) -> None:
