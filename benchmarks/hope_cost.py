@@ -33,7 +33,7 @@ import torch
 
 from clbench.learners.finetune import Finetune
 from clbench.learners.hope import Hope
-from clbench.registry import scenario_config
+from clbench.scenario_names import scenario_config
 from clbench.scenario import build_scenario
 
 

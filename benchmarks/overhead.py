@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from clbench.learner import build_optimizer
 from clbench.learners.finetune import Finetune
 from clbench.models import mlp
-from clbench.registry import scenario_config
+from clbench.scenario_names import scenario_config
 from clbench.runner import run, seed_everything
 from clbench.scenario import build_scenario
 

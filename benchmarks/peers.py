@@ -39,12 +39,12 @@ import torch
 import torch.nn.functional as F
 
 from clbench.learner import build_optimizer
-from clbench.learners.avalanche import UnitMaskedCrossEntropy
+from clbench.learners.avalanche.adapter import UnitMaskedCrossEntropy
 from clbench.learners.ewc import EWC
 from clbench.learners.finetune import Finetune
 from clbench.learners.replay import Replay
 from clbench.models import build_backbone
-from clbench.registry import scenario_config
+from clbench.scenario_names import scenario_config
 from clbench.runner import EVAL_BATCH_SIZE, run, seed_everything
 from clbench.scenario import build_scenario
 

@@ -10,7 +10,7 @@ issue asks for: 2 workers / 1 worker (target <= 0.55) and Ray / local pool (targ
 and checks that all three produced the same rows.
 
 It also measures what the machine itself gives, with no suite machinery: the same runs executed
-by plain Python processes (`clbench.experiment.execute`, torch already imported, one torch thread),
+by plain Python processes (`clbench.configs.execute`, torch already imported, one torch thread),
 all in one process against every other run in each of two processes started together ("plain
 processes 2 / 1"). It is the reference for "2 workers / 1 worker" on this machine: two runs side by
 side on two cores are not always as fast as one alone (shared caches and memory bandwidth, a busy
@@ -79,8 +79,8 @@ SHARE = """
 import sys, time
 import torch
 torch.set_num_threads(1)
-from clbench.experiment import execute
-from clbench.suite import load_suite
+from clbench.configs import execute
+from clbench.suite_file import load_suite
 runs = load_suite(sys.argv[1]).runs
 share = [r for i, r in enumerate(runs) if i % int(sys.argv[3]) == int(sys.argv[2])]
 for first in {r.config["learner"]["name"]: r for r in share}.values():  # first use of each learner

@@ -46,17 +46,20 @@ def list_command(kind: str = typer.Argument("learners", help="learners, scenario
     if kind == "learners":
         for name, ref in registry.learner_names().items():
             typer.echo(f"{name:<12} {ref:<40} {registry.describe(ref)}")
-        strategies = registry.avalanche_strategies()
-        if strategies:
-            typer.echo("Avalanche strategies (--learner avalanche:NAME; keyword arguments with --set):")
-            for name, summary in strategies.items():
+        for prefix, family in registry.learner_families().items():
+            names = family.names()
+            if names:
+                typer.echo(f"{family.title}:")
+            for name, summary in names.items():
                 summary = summary if len(summary) <= 90 else summary[:87] + "..."
-                typer.echo(f"{registry.AVALANCHE_PREFIX + name:<31} {summary}")
+                typer.echo(f"{prefix + ':' + name:<31} {summary}")
     elif kind == "scenarios":
-        for name, config in registry.NAMED_SCENARIOS.items():
+        from clbench.scenario_names import NAMED_SCENARIOS, PROTOCOLS
+
+        for name, config in NAMED_SCENARIOS.items():
             args = ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("builder", "protocol"))
             typer.echo(f"{name:<18} {config['builder']}({args}), default protocol {config['protocol']}")
-        typer.echo(f"protocols: {', '.join(registry.PROTOCOLS)}")
+        typer.echo(f"protocols: {', '.join(PROTOCOLS)}")
     elif kind == "metrics":
         from clbench.display import format_metric_list
 
@@ -80,43 +83,29 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
 ) -> None:
     """Run one learner on one scenario; print the accuracy matrix and metrics; write the run."""
-    from clbench.config import parse_assignments
-    from clbench.experiment import execute, resolve
-    from clbench.registry import scenario_config
-    from clbench.results import find_run, read_run, run_id, write_run
+    from clbench.configs import run_config
+    from clbench.display import format_run
+    from clbench.fields import parse_assignments
 
     if threads < 1:
         fail(f"--threads must be at least 1, got {threads}")
     use_data_dir(data_dir)
+
+    def progress(after_task: int, rows: list[dict]) -> None:
+        if not quiet and after_task > 0:
+            seen = [r["accuracy"] for r in rows[:after_task]]
+            typer.echo(f"  task {after_task}/{len(rows)} trained in {rows[0]['train_seconds']:.2f} s; "
+                       f"mean accuracy on tasks seen {100 * sum(seen) / len(seen):.1f}%", err=True)
+
     try:
-        config = resolve(scenario_config(scenario, protocol), learner, parse_assignments(overrides), seed)
+        stored = run_config(scenario, learner, seed, protocol=protocol, overrides=parse_assignments(overrides),
+                            results=results, force=force, threads=threads, progress=progress)
     except UsageError as err:
         fail(str(err))
-    rid = run_id(config)
-    existing = None if force else find_run(results, rid)
-    if existing is not None:
-        typer.echo(f"reusing the finished run in {existing} (--force runs it again)", err=True)
-    else:
-        def progress(after_task: int, rows: list[dict]) -> None:
-            if not quiet and after_task > 0:
-                seen = [r["accuracy"] for r in rows[:after_task]]
-                typer.echo(f"  task {after_task}/{len(rows)} trained in {rows[0]['train_seconds']:.2f} s; "
-                           f"mean accuracy on tasks seen {100 * sum(seen) / len(seen):.1f}%", err=True)
-
-        from clbench.executors import use_threads
-
-        use_threads(threads)
-        try:
-            result = execute(config, progress=progress)
-        except UsageError as err:
-            fail(str(err))
-        existing = write_run(results, config, result.rows)
-    from clbench.display import format_run
-    from clbench.results import matrix_from_rows
-
-    record, rows = read_run(existing)
-    typer.echo(format_run(record, rows, matrix_from_rows(rows)))
-    typer.echo(f"written to {existing}")
+    if stored.reused:
+        typer.echo(f"reusing the finished run in {stored.path} (--force runs it again)", err=True)
+    typer.echo(format_run(stored.record, stored.rows, stored.matrix))
+    typer.echo(f"written to {stored.path}")
 
 
 @app.command()
@@ -125,7 +114,7 @@ def check(
     overrides: List[str] = typer.Option([], "--set", help="learner field, key=value (repeatable)"),
 ) -> None:
     """Run the conformance battery on a learner and print a verdict per check."""
-    from clbench.config import make_learner, parse_assignments
+    from clbench.fields import make_learner, parse_assignments
     from clbench.registry import load_learner
     from clbench.testing import check_learner
 
@@ -231,86 +220,63 @@ def suite(
 ) -> None:
     """Run a suite of scenarios × learners × seeds: what is not finished yet, in parallel if asked;
     end with the forgetting table. Safe to kill and start again."""
-    from clbench.executors import Outcome, available_cpus, make_executor
     from clbench.progress import SuiteProgress, format_seconds
-    from clbench.results import clean_stale
-    from clbench.suite import Finished, Started, execute_plan, load_suite, plan as plan_suite
+    from clbench.suite import Finished, Note, Planned, Started, plan_suite, run_suite
 
     use_data_dir(data_dir)
-    chosen = None
-    try:
-        chosen = make_executor(executor, jobs, threads, address)
-        if not dry_run:
-            chosen.prepare()  # e.g. worker start-up, overlapping with reading the suite
-        loaded = load_suite(file, overrides, seeds)
-    except UsageError as err:
-        if chosen is not None:
-            chosen.close()  # stop what prepare started
-        fail(str(err))
-    root = results / loaded.name
-    planned = plan_suite(loaded, root, force=force)
-    todo = planned.todo
     if dry_run:
+        try:
+            planned = plan_suite(file, results, overrides, seeds, force)
+        except UsageError as err:
+            fail(str(err))
         for run in planned.runs:
-            if run.run_id in planned.done:
-                state = "done"
-            elif run.run_id in planned.failed_before:
-                state = "failed"  # will be retried
-            else:
-                state = "to do"
-            typer.echo(f"{state:<7} {run.run_id}  {run.label}")
+            typer.echo(f"{planned.state(run):<7} {run.run_id}  {run.label}")
+        loaded, todo = planned.suite, planned.todo
         retry = len([r for r in todo if r.run_id in planned.failed_before])
         typer.echo(f"{loaded.name}: {len(planned.runs)} runs ({loaded.n_scenarios} scenarios × {loaded.n_learners} "
-                   f"learners × {len(loaded.seeds)} seeds) in {root}: {len(planned.done)} done, "
+                   f"learners × {len(loaded.seeds)} seeds) in {planned.root}: {len(planned.done)} done, "
                    f"{len(todo)} to do" + (f" ({retry} failed before, to retry)" if retry else ""))
         return
 
-    cpus = available_cpus()
-    slots = jobs or (cpus if executor == "ray" else 1)
-    if executor == "local" and slots * threads > cpus:
-        typer.echo(f"note: {slots} jobs × {threads} threads > {cpus} CPUs; runs will slow each other down", err=True)
-    progress = SuiteProgress(len(planned.runs), len(planned.done), len(todo), quiet=quiet)
-    failures: list[Finished] = []
-    ran = 0
-    if todo:
-        clean_stale(root)
-        try:
-            with chosen:
-                progress.note(f"{loaded.name}: {len(planned.runs)} runs, {len(planned.done)} already finished, "
-                              f"{len(todo)} to run on {chosen.description}; results in {root}")
-                for event in execute_plan(todo, root, chosen):
-                    if event is None:
-                        progress.tick()
-                    elif isinstance(event, Started):
-                        progress.started(event.run.label)
-                    elif isinstance(event, Finished):
-                        outcome: Outcome = event.outcome
-                        ran += 1
-                        if outcome.status != "ok":
-                            failures.append(event)
-                        progress.ended(event.run.label, outcome.status == "ok", outcome.seconds, outcome.error)
-        except UsageError as err:
-            progress.close()
-            fail(str(err))
-        except KeyboardInterrupt:
-            progress.close()
-            typer.echo(f"interrupted after {ran - len(failures)} runs finished now (kept in {root}); "
-                       f"run the same command to go on", err=True)
-            raise typer.Exit(130)
-        progress.close()
-    elif not dry_run:
-        chosen.close()  # nothing to run: stop what prepare started
+    display: list[SuiteProgress] = []
+
+    def show(event) -> None:
+        if isinstance(event, Planned):
+            display.append(SuiteProgress(len(event.plan.runs), len(event.plan.done), len(event.plan.todo), quiet=quiet))
+            return
+        progress = display[0]
+        if event is None:
+            progress.tick()
+        elif isinstance(event, Note):
+            typer.echo(f"note: {event.text}", err=True) if event.warning else progress.note(event.text)
+        elif isinstance(event, Started):
+            progress.started(event.run.label)
+        elif isinstance(event, Finished):
+            progress.ended(event.run.label, event.outcome.status == "ok", event.outcome.seconds, event.outcome.error)
+
+    try:
+        result = run_suite(file, results, overrides=overrides, seeds=seeds, executor=executor, jobs=jobs,
+                           threads=threads, address=address, force=force, on_event=show)
+    except UsageError as err:
+        if display:
+            display[0].close()
+        fail(str(err))
+    if display:
+        display[0].close()
+    failures = result.failed
+    if result.interrupted:
+        typer.echo(f"interrupted after {len(result.ran) - len(failures)} runs finished now (kept in {result.root}); "
+                   f"run the same command to go on", err=True)
+        raise typer.Exit(130)
 
     from clbench.aggregate import format_table, group_runs, load_runs
-    from clbench.results import find_run
 
-    finished = [p for p in (find_run(root, r.run_id) for r in planned.runs) if p is not None]
-    groups = group_runs(load_runs(finished))
+    groups = group_runs(load_runs(result.finished_paths()))
     if groups:
         typer.echo(format_table(groups))
-    elapsed = format_seconds(progress.elapsed())
-    typer.echo(f"{loaded.name}: {len(planned.runs)} runs: {ran - len(failures)} done now, {len(planned.done)} "
-               f"skipped (already finished), {len(failures)} failed; {elapsed}; results in {root}", err=True)
+    typer.echo(f"{result.suite.name}: {len(result.plan.runs)} runs: {len(result.ran) - len(failures)} done now, "
+               f"{len(result.plan.done)} skipped (already finished), {len(failures)} failed; "
+               f"{format_seconds(result.seconds)}; results in {result.root}", err=True)
     for event in failures:
         typer.echo(f"failed: {event.run.label}: {event.outcome.error} (traceback in "
                    f"{event.path / 'traceback.txt'})", err=True)
@@ -322,22 +288,40 @@ def suite(
 @app.command()
 def published(
     folder: Path = typer.Argument(..., help="a folder of recorded runs, e.g. results/vandeven-split-fmnist"),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="published numbers (default: baselines/published.csv)"),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="published numbers (default: the shipped "
+                                       "baselines/published.csv)"),
     k: float = typer.Option(3.0, "--k", help="a difference within k combined standard errors counts as a match"),
 ) -> None:
     """Recorded runs next to the published numbers of the same learner, scenario and protocol."""
-    from clbench.published import compare_results, format_comparison
+    from clbench.published import match_results, format_matches
 
     if not folder.is_dir():
         fail(f"{folder} is not a folder of runs")
     try:
-        comparisons = compare_results(folder, csv)
+        comparisons = match_results(folder, csv)
     except UsageError as err:
         fail(str(err))
     if not comparisons:
         fail(f"no run under {folder} matches a published number (same learner, scenario and protocol; "
-             f"the published rows are in {csv or 'baselines/published.csv'})")
-    typer.echo(format_comparison(comparisons, k))
+             f"the published rows are in {csv or 'the shipped baselines/published.csv'})")
+    typer.echo(format_matches(comparisons, k))
+
+
+@app.command()
+def baselines(name: Optional[str] = typer.Argument(None, help="a shipped set of recorded runs, e.g. hope")) -> None:
+    """The baselines shipped with clbench: without NAME, each set of recorded runs and where it is;
+    with NAME, its folder (for compare --against)."""
+    from clbench import shipped
+
+    try:
+        if name is not None:
+            typer.echo(shipped.recorded_runs(name))
+            return
+        for label, folder in shipped.recorded().items():
+            typer.echo(f"{label:<12} {sum(1 for _ in folder.glob('*/run.json')):>4} runs  {folder}")
+        typer.echo(f"{'published':<12} {'':>9} {shipped.published_csv()}")
+    except UsageError as err:
+        fail(str(err))
 
 
 @app.command()
@@ -351,13 +335,6 @@ def fetch(
     from clbench import data
 
     use_data_dir(data_dir)
-    fetchable = [n for n in data.SOURCES if n != "digits"]
-    if name not in fetchable:
-        if name == "digits":
-            fail("digits ships with scikit-learn; there is nothing to fetch")
-        from clbench.registry import unknown_name_error
-
-        fail(str(unknown_name_error("dataset", name, fetchable, " to fetch")))
     shown: dict[str, int] = {}
 
     def progress(file: str, done: int, total: Optional[int]) -> None:

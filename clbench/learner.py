@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Protocol, runtime_checkabl
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
+from clbench.units import OutputUnits
 
 if TYPE_CHECKING:
     from clbench.scenario import ScenarioSpec, Task
@@ -50,6 +51,21 @@ def build_optimizer(kind: str, params: Iterable[torch.nn.Parameter], lr: float, 
         return cls(params, foreach=True, **settings)
 
 
+def check_training_fields(learner) -> None:
+    """Check the training fields `SGDLearner` defines, on any learner that has them (the Avalanche
+    adapter shares them), and make `widths` a tuple."""
+    if learner.optimizer not in ("sgd", "adam"):
+        raise UsageError(f"optimizer must be 'sgd' or 'adam', got {learner.optimizer!r}")
+    for name in ("lr", "epochs", "batch_size"):
+        if not getattr(learner, name) > 0:
+            raise UsageError(f"{name} must be positive, got {getattr(learner, name)!r}")
+    if learner.momentum < 0 or learner.weight_decay < 0:
+        raise UsageError("momentum and weight_decay must be non-negative")
+    if getattr(learner, "iterations", 0) < 0:
+        raise UsageError(f"iterations must be >= 0 (0 = train by epochs), got {learner.iterations}")
+    learner.widths = tuple(learner.widths)
+
+
 class DivergenceError(RuntimeError):
     """The training loss became NaN or infinite."""
 
@@ -76,16 +92,7 @@ class SGDLearner:
     device: str = "auto"                  # "auto" (CUDA if present), "cpu", "cuda", ...
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adam"):
-            raise UsageError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        for name in ("lr", "epochs", "batch_size"):
-            if not getattr(self, name) > 0:
-                raise UsageError(f"{name} must be positive, got {getattr(self, name)!r}")
-        if self.momentum < 0 or self.weight_decay < 0:
-            raise UsageError("momentum and weight_decay must be non-negative")
-        if self.iterations < 0:
-            raise UsageError(f"iterations must be >= 0 (0 = train by epochs), got {self.iterations}")
-        self.widths = tuple(self.widths)
+        check_training_fields(self)
 
     # -- state -------------------------------------------------------------------------------
     def setup(self, spec: ScenarioSpec, seed: int) -> None:
@@ -96,8 +103,7 @@ class SGDLearner:
         self.model_ = build_backbone(self.backbone, spec.input_shape, spec.n_outputs, self.widths)
         self.model_.to(self.device_)
         self.generator_ = torch.Generator().manual_seed(seed)
-        self.seen_units_ = torch.zeros(spec.n_outputs, dtype=torch.bool)
-        self.task_units_: dict[int, torch.Tensor] = {}
+        self.units_ = OutputUnits(spec.n_outputs, spec.protocol)
         self.optimizer_ = self.make_optimizer()
 
     def make_optimizer(self) -> torch.optim.Optimizer:
@@ -144,10 +150,7 @@ class SGDLearner:
 
     def begin_task(self, task: Task) -> None:
         """Move the task's data to the device and record which output units it uses."""
-        units = torch.zeros(self.spec_.n_outputs, dtype=torch.bool)
-        units[list(task.classes)] = True
-        self.task_units_[task.task_id] = units
-        self.seen_units_ |= units
+        self.units_.add_task(task.task_id, task.classes)
         self.x_ = task.x_train.to(self.device_)
         self.y_ = task.y_train.to(self.device_)
         self.mask_ = self.logit_mask(torch.full((1,), task.task_id))
@@ -171,18 +174,9 @@ class SGDLearner:
             yield tuple(t[idx] for t in tensors)
 
     def logit_mask(self, task_ids: torch.Tensor) -> torch.Tensor | None:
-        """Additive logit mask (0 or -inf) per row for the given task ids; None if nothing is masked."""
-        protocol = self.spec_.protocol
-        if protocol == "domain_il":
-            return None
-        if protocol == "class_il":
-            allowed = self.seen_units_.expand(len(task_ids), -1)
-        else:
-            allowed = torch.stack([self.task_units_[int(t)] for t in task_ids])
-        if bool(allowed.all()):
-            return None
-        zeros = torch.zeros(allowed.shape, device=self.device_)
-        return zeros.masked_fill(~allowed.to(self.device_), float("-inf"))
+        """Additive logit mask (0 or -inf) per row for the given task ids; None if nothing is masked
+        (`clbench.units.OutputUnits`: the units the learner may use now)."""
+        return self.units_.mask(task_ids, self.device_)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """The training loss of one batch; `mask` is added to the logits (see `logit_mask`)."""

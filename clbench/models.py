@@ -130,7 +130,7 @@ def build_backbone(name: str, input_shape: Sequence[int], n_outputs: int,
                    widths: Sequence[int]) -> nn.Module:
     """The backbone `name` for inputs of `input_shape` with `n_outputs` output units."""
     if name not in BACKBONES:
-        from clbench.registry import unknown_name_error
+        from clbench.errors import unknown_name_error
 
         raise unknown_name_error("backbone", name, BACKBONES)
     return BACKBONES[name](input_shape, n_outputs, widths)

@@ -1,9 +1,9 @@
 """Published numbers and how recorded runs compare with them.
 
-`baselines/published.csv` holds results transcribed from papers, one row per (learner, scenario,
+`baselines/published.csv` (shipped with clbench, `clbench.shipped`) holds results transcribed from papers, one row per (learner, scenario,
 protocol, metric): `value` and `spread` in percent as printed, `spread_kind` SEM or SD, `n` runs,
 and `source` naming the paper and table. Learner and scenario names are clbench's (the paper's
-"None" is `finetune`, "ER" is `replay`). `compare` puts recorded runs next to them: mean ± SEM
+"None" is `finetune`, "ER" is `replay`). `match_published` puts recorded runs next to them: mean ± SEM
 over seeds of the same metric (see `clbench.metrics`), the difference, and whether the difference
 is within `k` combined standard errors.
 
@@ -20,7 +20,6 @@ from typing import Iterable
 
 from clbench.errors import UsageError
 
-PUBLISHED_CSV = Path(__file__).resolve().parent.parent / "baselines" / "published.csv"
 COLUMNS = ("learner", "scenario", "protocol", "metric", "value", "spread", "spread_kind", "n", "source")
 SPREAD_KINDS = ("SEM", "SD")
 
@@ -46,7 +45,7 @@ class Published:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class PublishedMatch:
     """Recorded runs of one (learner, scenario, protocol) next to the published number."""
 
     published: Published
@@ -68,8 +67,12 @@ class Comparison:
 
 
 def read_published(path: str | Path | None = None) -> list[Published]:
-    """The rows of a published-numbers CSV (default `baselines/published.csv`), checked."""
-    path = Path(path) if path is not None else PUBLISHED_CSV
+    """The rows of a published-numbers CSV (default: the shipped `baselines/published.csv`), checked."""
+    if path is None:
+        from clbench.shipped import published_csv
+
+        path = published_csv()
+    path = Path(path)
     if not path.is_file():
         raise UsageError(f"published numbers not found: {path}")
     with open(path, newline="", encoding="utf-8") as fh:
@@ -93,7 +96,7 @@ def read_published(path: str | Path | None = None) -> list[Published]:
     return rows
 
 
-def compare(groups: Iterable, published: Iterable[Published]) -> list[Comparison]:
+def match_published(groups: Iterable, published: Iterable[Published]) -> list[PublishedMatch]:
     """Every published number that recorded runs can be compared with.
 
     `groups` are `clbench.aggregate.Group`s (runs that differ only by seed); a group matches a
@@ -117,18 +120,18 @@ def compare(groups: Iterable, published: Iterable[Published]) -> list[Comparison
                 continue
             mean, sem, n = mean_sem([100 * v for v in values])
             seeds = tuple(s for s, _ in group.values_by_seed(metric))
-            out.append(Comparison(row, mean, sem, n, seeds, labels.get(group.key, group.learner)))
+            out.append(PublishedMatch(row, mean, sem, n, seeds, labels.get(group.key, group.learner)))
     return out
 
 
-def compare_results(results: str | Path, published_csv: str | Path | None = None) -> list[Comparison]:
-    """`compare` for the runs stored under a results directory."""
+def match_results(results: str | Path, published_csv: str | Path | None = None) -> list[PublishedMatch]:
+    """`match_published` for the runs stored under a results directory."""
     from clbench.aggregate import group_runs, load_runs
 
-    return compare(group_runs(load_runs(Path(results))), read_published(published_csv))
+    return match_published(group_runs(load_runs(Path(results))), read_published(published_csv))
 
 
-def format_comparison(comparisons: list[Comparison], k: float = 3.0) -> str:
+def format_matches(comparisons: list[PublishedMatch], k: float = 3.0) -> str:
     """A Markdown table: published and recorded mean ± SEM (percent), the difference, and the verdict."""
     lines = ["| learner | scenario | protocol | metric | published | recorded | n | difference | within "
              f"{k:g} SE | source |", "|---|---|---|---|---|---|---|---|---|---|"]

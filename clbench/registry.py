@@ -1,12 +1,11 @@
 """Names to objects: short names for built-ins, `package.module:Class`, `path/to/file.py:Class`,
-the `clbench.learners` entry-point group, and `avalanche:Strategy` for Avalanche's strategies.
-Nothing here imports torch or Avalanche, so `clbench list` stays fast: descriptions and the
-names of Avalanche's strategies are read from source files without importing them.
+the `clbench.learners` entry-point group, and `PREFIX:NAME` for a family of learners registered
+in the `clbench.learner_prefixes` group (`avalanche:EWC`). Nothing here imports torch, so
+`clbench list` stays fast: descriptions are read from source files without importing them.
 """
 from __future__ import annotations
 
 import ast
-import difflib
 import functools
 import hashlib
 import importlib
@@ -15,9 +14,9 @@ import re
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Protocol
 
-from clbench.errors import UsageError
+from clbench.errors import UsageError, unknown_name_error
 
 BUILTIN_LEARNERS = {
     "finetune": "clbench.learners.finetune:Finetune",
@@ -27,43 +26,23 @@ BUILTIN_LEARNERS = {
     "hope": "clbench.learners.hope:Hope",
 }
 
-# Named scenarios: a builder from clbench.scenario, its dataset and arguments, and a default protocol.
-NAMED_SCENARIOS: dict[str, dict[str, Any]] = {
-    "split-digits": {"builder": "split", "dataset": "digits", "n_tasks": 5, "protocol": "class_il"},
-    "permuted-digits": {"builder": "permuted", "dataset": "digits", "n_tasks": 5, "protocol": "domain_il"},
-    "rotated-digits": {"builder": "rotated", "dataset": "digits", "n_tasks": 4, "angle_step": 90.0,
-                       "protocol": "domain_il"},
-    # The standard image benchmarks (files in $CLBENCH_DATA, see clbench.data). Split MNIST and
-    # Split CIFAR-100 follow van de Ven, Tuytelaars & Tolias 2022 (5 tasks of 2 digits; 10 tasks of
-    # 10 classes); Permuted MNIST has their 10 tasks; Rotated uses 0/45/90/135 degrees.
-    "split-mnist": {"builder": "split", "dataset": "mnist", "n_tasks": 5, "protocol": "class_il"},
-    "permuted-mnist": {"builder": "permuted", "dataset": "mnist", "n_tasks": 10, "protocol": "domain_il"},
-    "rotated-mnist": {"builder": "rotated", "dataset": "mnist", "n_tasks": 4, "angle_step": 45.0,
-                      "protocol": "domain_il"},
-    "split-fmnist": {"builder": "split", "dataset": "fashion-mnist", "n_tasks": 5, "protocol": "class_il"},
-    "permuted-fmnist": {"builder": "permuted", "dataset": "fashion-mnist", "n_tasks": 10, "protocol": "domain_il"},
-    "rotated-fmnist": {"builder": "rotated", "dataset": "fashion-mnist", "n_tasks": 4, "angle_step": 45.0,
-                       "protocol": "domain_il"},
-    "split-cifar10": {"builder": "split", "dataset": "cifar10", "n_tasks": 5, "protocol": "class_il"},
-    "split-cifar100": {"builder": "split", "dataset": "cifar100", "n_tasks": 10, "protocol": "class_il"},
-}
-
 ENTRY_POINT_GROUP = "clbench.learners"
-PROTOCOLS = ("class_il", "task_il", "domain_il")
-EVAL_SPLITS = ("test", "val")  # what a scenario is evaluated on (`eval_split`); "val" is for tuning
 
-# `avalanche:EWC` is any strategy class that `avalanche.training` exports, run through the adapter
-# in clbench.learners.avalanche (whose module attribute `EWC` is built on first use).
-AVALANCHE_PREFIX = "avalanche:"
-AVALANCHE_ADAPTER = "clbench.learners.avalanche"
+PREFIX_ENTRY_POINT_GROUP = "clbench.learner_prefixes"
 
 
-def unknown_name_error(kind: str, name: str, known: Iterable[str], context: str = "") -> UsageError:
-    """An error for an unknown `name` that suggests the closest known names and lists them all."""
-    known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return UsageError(f"unknown {kind} {name!r}{context}{hint} (valid: {', '.join(known)})")
+class LearnerFamily(Protocol):
+    """What a `clbench.learner_prefixes` entry point names: a family of learners reached as
+    `PREFIX:NAME` (the entry point's name is the prefix). clbench registers Avalanche's strategies
+    this way (`avalanche:EWC`, clbench.learners.avalanche); any package can register its own."""
+
+    title: str  # the heading `clbench list learners` shows above the family's names
+
+    def names(self) -> dict[str, str]:
+        """Every NAME with a one-line summary, found without heavy imports (`clbench list` stays fast)."""
+
+    def reference(self, name: str) -> str:
+        """The canonical `module:Class` of NAME, or a UsageError saying what is valid or missing."""
 
 
 def learner_names() -> dict[str, str]:
@@ -99,8 +78,9 @@ def resolve_reference(ref: str) -> str:
     names = learner_names()
     if ref in names:
         return names[ref]
-    if ref.startswith(AVALANCHE_PREFIX):
-        return avalanche_reference(ref[len(AVALANCHE_PREFIX):])
+    prefix, sep, rest = ref.partition(":")
+    if sep and prefix in learner_families():
+        return learner_families()[prefix].reference(rest)
     if ":" not in ref:
         raise unknown_name_error("learner", ref, names)
     target, attr = _split_ref(ref)
@@ -146,6 +126,13 @@ def _import_file(path: Path) -> Any:
     return module
 
 
+def learner_label(ref: str, cls: type) -> str:
+    """The name a learner goes by in results and tables: a short name or `PREFIX:NAME` as given,
+    else (a `module:Class` or file reference) the class name in lower case."""
+    prefix, sep, _ = ref.partition(":")
+    return ref if not sep or prefix in learner_families() else cls.__name__.lower()
+
+
 def load_learner(ref: str) -> type:
     """The learner class for a short name, `module:Class` or `file.py:Class`."""
     return load_object(resolve_reference(ref))
@@ -175,89 +162,23 @@ def describe(ref: str) -> str:
     tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == attr:
-            return _first_sentence(node)
+            return docstring_summary(node)
     return ""
 
 
-def _first_sentence(node: ast.ClassDef) -> str:
+def docstring_summary(node: ast.ClassDef) -> str:
+    """The first sentence of a class's docstring, from its syntax tree."""
     paragraph = " ".join((ast.get_docstring(node) or "").split("\n\n")[0].split())
     return re.split(r"(?<! al)(?<! et)\. ", paragraph)[0].rstrip(".")
 
 
-def avalanche_reference(name: str) -> str:
-    """The canonical reference of the adapter for Avalanche strategy `name` (`avalanche:name`)."""
-    strategies = avalanche_strategies()
-    if not strategies:
-        raise UsageError(f"{AVALANCHE_PREFIX}{name} needs Avalanche, which is not installed: "
-                         f"pip install 'clbench[avalanche]' (scripts/setup.sh installs it)")
-    if name not in strategies:
-        raise unknown_name_error("Avalanche strategy", name, strategies, " (after 'avalanche:')")
-    return f"{AVALANCHE_ADAPTER}:{name}"
-
-
 @functools.lru_cache(maxsize=None)
-def avalanche_strategies() -> dict[str, str]:
-    """The strategy classes `avalanche.training` exports, each with the first sentence of its
-    docstring, read from Avalanche's installed source without importing it (an import takes ~10 s
-    and changes the warning filters). Empty when Avalanche is not installed.
-
-    A strategy is a class exported by a module that `avalanche/training/supervised/__init__.py`
-    imports from (by name, or through the module's `__all__` for `import *`) whose base is a
-    `...Template` class.
-    """
-    try:
-        spec = importlib.util.find_spec("avalanche")
-    except (ImportError, ValueError):
-        return {}
-    if spec is None or not spec.submodule_search_locations:
-        return {}
-    folder = Path(list(spec.submodule_search_locations)[0]) / "training" / "supervised"
-    init = folder / "__init__.py"
-    if not init.is_file():
-        return {}
-    found: dict[str, str] = {}
-    for node in ast.parse(init.read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
-            module = folder / (node.module.replace(".", "/") + ".py")
-            names = None if node.names[0].name == "*" else {alias.name for alias in node.names}
-            if module.is_file():
-                found.update(_strategy_classes(module, names))
-    return dict(sorted(found.items(), key=lambda item: item[0].lower()))
-
-
-def _strategy_classes(path: Path, names: set[str] | None) -> dict[str, str]:
-    """Strategy classes defined in `path` among `names` (None: the module's `__all__`)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    if names is None:
-        names = set()
-        for node in tree.body:
-            if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
-                    and isinstance(node.value, (ast.List, ast.Tuple))):
-                names = {e.value for e in node.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
-    found = {}
-    for node in tree.body:
-        if (isinstance(node, ast.ClassDef) and node.name in names
-                and any(_base_name(base).endswith("Template") for base in node.bases)
-                and not any("deprecated" in ast.unparse(d) for d in node.decorator_list)):
-            found[node.name] = _first_sentence(node)
-    return found
-
-
-def _base_name(node: ast.expr) -> str:
-    if isinstance(node, ast.Subscript):  # Generic[...] bases, e.g. SupervisedTemplate[TExperience, ...]
-        node = node.value
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    return node.id if isinstance(node, ast.Name) else ""
-
-
-def scenario_config(name: str, protocol: str | None = None) -> dict[str, Any]:
-    """The builder config of a named scenario, with its protocol (or the one given)."""
-    if name not in NAMED_SCENARIOS:
-        raise unknown_name_error("scenario", name, NAMED_SCENARIOS)
-    config = {"name": name, **NAMED_SCENARIOS[name]}
-    if protocol is not None:
-        if protocol not in PROTOCOLS:
-            raise unknown_name_error("protocol", protocol, PROTOCOLS)
-        config["protocol"] = protocol
-    return config
+def learner_families() -> dict[str, LearnerFamily]:
+    """prefix -> the learner family installed packages register in `clbench.learner_prefixes`."""
+    families = {}
+    for ep in entry_points(group=PREFIX_ENTRY_POINT_GROUP):
+        try:
+            families[ep.name] = ep.load()
+        except Exception:  # a broken plugin must not break clbench; its names then stay unknown
+            continue
+    return families

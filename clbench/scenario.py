@@ -21,7 +21,7 @@ import numpy as np
 from clbench.data import ArrayDataset, DataError, as_float, load
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
-from clbench.registry import EVAL_SPLITS, PROTOCOLS
+from clbench.scenario_names import check_eval_split, check_protocol
 
 torch = lazy_import("torch")  # a suite checks builder arguments without importing torch (clbench.lazy)
 F = lazy_import("torch.nn.functional")
@@ -94,11 +94,6 @@ class Scenario(Sequence):
         return iter(self.tasks)
 
 
-def _check_protocol(protocol: str) -> None:
-    if protocol not in PROTOCOLS:
-        raise UsageError(f"unknown protocol {protocol!r} (valid: {', '.join(PROTOCOLS)})")
-
-
 def _tensor(x: np.ndarray) -> torch.Tensor:
     """A tensor of `x` (images become float32 in [0, 1]); a copy when `x` is read-only."""
     x = np.ascontiguousarray(as_float(x))
@@ -119,7 +114,7 @@ def split(dataset: ArrayDataset, n_tasks: int, protocol: str = "class_il",
     0, 1, ..., K-1. Output unit k is the k-th class of that order, so each task owns a block
     of units.
     """
-    _check_protocol(protocol)
+    check_protocol(protocol)
     n_classes = dataset.n_classes
     if class_order is not None:
         order = [int(c) for c in class_order]
@@ -168,7 +163,7 @@ def permuted(dataset: ArrayDataset, n_tasks: int, protocol: str = "domain_il", p
     `class_il` and `task_il` each task gets its own block of output units (task t, class c ->
     unit t*K + c); under `domain_il` all tasks share the K units.
     """
-    _check_protocol(protocol)
+    check_protocol(protocol)
     if n_tasks < 1:
         raise UsageError(f"n_tasks must be at least 1, got {n_tasks}")
     k = dataset.n_classes
@@ -231,7 +226,7 @@ def rotated(dataset: ArrayDataset, n_tasks: int, protocol: str = "domain_il",
     (the first task is unrotated). Output units as in `permuted`: under `class_il` and `task_il`
     task t, class c -> unit t*K + c; under `domain_il` all tasks share the K units.
     """
-    _check_protocol(protocol)
+    check_protocol(protocol)
     if n_tasks < 1:
         raise UsageError(f"n_tasks must be at least 1, got {n_tasks}")
     if angles is None:
@@ -266,7 +261,7 @@ def build_scenario(config: dict[str, Any]) -> Scenario:
     `dataset` is a source name of `clbench.data.SOURCES` or `npz:PATH`; `test_fraction` and
     `split_seed` set how `npz:` and `mnist10k` data without a test split are split.
     """
-    from clbench.registry import unknown_name_error
+    from clbench.errors import unknown_name_error
 
     config = dict(config)
     builder_name = config.pop("builder", None)
@@ -280,10 +275,8 @@ def build_scenario(config: dict[str, Any]) -> Scenario:
                         f"(sha256 {dataset.info.get('sha256')}, the run's config says {expected_sha256}): "
                         f"plan the run again")
     eval_split = config.pop("eval_split", "test")
-    if eval_split == "val":
+    if check_eval_split(eval_split) == "val":
         dataset = dataset.validation()
-    elif eval_split not in EVAL_SPLITS:
-        raise UsageError(f"eval_split must be one of {', '.join(EVAL_SPLITS)}, got {eval_split!r}")
     name = config.pop("name", builder_name)
     try:
         scenario = BUILDERS[builder_name](dataset, name=name, **config)

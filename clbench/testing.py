@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from clbench.registry import PROTOCOLS
+from clbench.scenario_names import PROTOCOLS
 from clbench.runner import accuracy, run, seed_everything
 from clbench.scenario import Scenario, build_scenario
 

@@ -29,7 +29,7 @@ from clbench.learners.ewc import EWC
 from clbench.learners.finetune import Finetune
 from clbench.learners.replay import Replay
 from clbench.models import build_backbone
-from clbench.registry import scenario_config
+from clbench.scenario_names import scenario_config
 from clbench.runner import run, seed_everything
 from clbench.scenario import build_scenario
 
@@ -82,7 +82,7 @@ class AvalancheRun:
 def avalanche_run(av, scenario, strategy: str, seed: int, epochs: int, optimizer: str = "adam",
                   lr: float = 1e-3, batch_size: int = 32, **strategy_args) -> AvalancheRun:
     """`strategy` trained on `scenario` the Avalanche way, evaluated on the test stream after every experience."""
-    from clbench.learners.avalanche import UnitMaskedCrossEntropy
+    from clbench.learners.avalanche.adapter import UnitMaskedCrossEntropy
 
     class Recorded(torch.utils.data.TensorDataset):
         def __getitem__(self, i):
@@ -160,7 +160,7 @@ def test_adapter_imports_avalanche_and_restores_warning_filters():
     """The import smoke test: a torchvision built for another torch fails here ("operator
     torchvision::nms does not exist"), and importing Avalanche must not change global warning filters."""
     code = ("import warnings\n"
-            "from clbench.learners.avalanche import learner_class\n"
+            "from clbench.learners.avalanche.adapter import learner_class\n"
             "before = list(warnings.filters)\n"
             "cls = learner_class('EWC')\n"
             "import sys, torchvision.ops\n"
@@ -195,7 +195,7 @@ def test_unknown_strategy_is_a_one_line_did_you_mean_error():
 
 
 def test_bad_arguments_are_one_line_errors_naming_the_problem(digits):
-    from clbench.experiment import execute, resolve
+    from clbench.configs import execute, resolve
 
     scenario = scenario_config("split-digits")
     cases = [({"ewc_lamda": "1"}, "unknown key 'ewc_lamda' for learner 'avalanche:EWC'; did you mean 'ewc_lambda'"),
@@ -221,7 +221,7 @@ def test_bad_arguments_are_one_line_errors_naming_the_problem(digits):
 
 
 def test_the_strategy_gets_batch_size_epochs_and_device_explicitly(digits):
-    from clbench.config import make_learner
+    from clbench.fields import make_learner
     from clbench.registry import load_learner
 
     learner = make_learner(load_learner("avalanche:Replay"), {"mem_size": "150", "batch_size": "16", "epochs": "3",
@@ -251,7 +251,7 @@ def test_cli_run_of_avalanche_replay_writes_a_normal_run(tmp_path):
 
 
 def test_suite_file_sweeps_a_strategy_argument(tmp_path):
-    from clbench.suite import load_suite
+    from clbench.suite_file import load_suite
 
     path = tmp_path / "s.toml"
     path.write_text('seeds = [0]\n[[scenario]]\nname = "split-digits"\n'
@@ -265,7 +265,7 @@ def test_suite_file_sweeps_a_strategy_argument(tmp_path):
 
 
 def test_adapter_passes_the_conformance_battery():
-    from clbench.config import make_learner
+    from clbench.fields import make_learner
     from clbench.registry import load_learner
     from clbench.testing import check_learner
 
@@ -275,7 +275,7 @@ def test_adapter_passes_the_conformance_battery():
 def test_unit_mask_equals_avalanches_masked_cross_entropy(av):
     from avalanche.training.losses import MaskedCrossEntropy
 
-    from clbench.learners.avalanche import UnitMaskedCrossEntropy
+    from clbench.learners.avalanche.adapter import UnitMaskedCrossEntropy
 
     ours, theirs = UnitMaskedCrossEntropy(10, "class_il"), MaskedCrossEntropy(mask="seen")
     logits, y = torch.randn(64, 10), torch.randint(0, 4, (64,))
@@ -352,7 +352,7 @@ def test_adapter_runs_naive_exactly_as_avalanche_runs_it(av, digits):
     """`avalanche:Naive` through clbench's runner equals a stock Avalanche run on the same seed:
     the adapter feeds tasks as the experiences `benchmark_from_datasets` makes, and clbench's
     evaluation gives Avalanche's accuracies."""
-    from clbench.config import make_learner
+    from clbench.fields import make_learner
     from clbench.registry import load_learner
 
     scenario = digits["class_il"]

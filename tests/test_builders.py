@@ -10,7 +10,7 @@ from clbench import data
 from clbench.data import ArrayDataset, digits
 from clbench.errors import UsageError
 from clbench.learners.finetune import Finetune
-from clbench.registry import NAMED_SCENARIOS, PROTOCOLS, scenario_config
+from clbench.scenario_names import NAMED_SCENARIOS, PROTOCOLS, scenario_config
 from clbench.runner import run
 from clbench.scenario import BUILDERS, build_scenario, rotate_images, rotated
 

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -63,7 +62,7 @@ def test_task_il_user_file_learner_with_set(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["run", "--learner", "ewcc"], "did you mean 'ewc'"),
-    (["run", "--learner", "ewc", "--set", "lamda=3"], "unknown key 'lamda' for learner 'ewc'; did you mean 'lam'"),
+    (["run", "--learner", "ewc", "--set", "lamda=3"], "unknown field 'lamda' of learner 'ewc'; did you mean 'lam'"),
     (["run", "--learner", "ewc", "--set", "lam=big"], "--set lam: 'big' is not a valid float"),
     (["run", "--learner", "ewc", "--scenario", "split-digit"], "did you mean 'split-digits'"),
     (["run", "--learner", "ewc", "--protocol", "task"], "unknown protocol 'task'"),
@@ -79,23 +78,23 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_check_prints_a_verdict(tmp_path):
-    good = clbench("check", "finetune", "--set", "epochs=2")
-    assert good.returncode == 0 and "PASS" in good.stdout and "all" in good.stdout.splitlines()[-1]
-    bad_file = tmp_path / "bad.py"
-    bad_file.write_text(textwrap.dedent('''
-        from dataclasses import dataclass
-        from clbench.learners.finetune import Finetune
+def test_check_prints_a_verdict_per_check_and_exits_1_on_failure(monkeypatch):
+    """What `clbench check` prints and returns; the battery itself is tested in test_testing.py."""
+    from typer.testing import CliRunner
 
-        @dataclass
-        class Peeker(Finetune):
-            def predict(self, x, task_id=None):
-                self.peeked_ = True
-                return super().predict(x, task_id)
-    '''))
-    bad = clbench("check", f"{bad_file}:Peeker", "--set", "epochs=1")
-    assert bad.returncode == 1
-    assert "FAIL  predict_has_no_side_effects" in bad.stdout and "checks failed" in bad.stdout
+    import clbench.testing
+    from clbench.cli import app
+    from clbench.testing import CheckResult
+
+    verdicts = [CheckResult("has_learner_interface", True, ""), CheckResult("predict_has_no_side_effects", False, "x")]
+    monkeypatch.setattr(clbench.testing, "check_learner", lambda learner, raise_on_failure=True: verdicts)
+    bad = CliRunner().invoke(app, ["check", "finetune", "--set", "epochs=1"])
+    assert bad.exit_code == 1
+    assert "PASS  has_learner_interface" in bad.stdout and "FAIL  predict_has_no_side_effects" in bad.stdout
+    assert "finetune: 1 of 2 checks failed" in bad.stdout
+    monkeypatch.setattr(clbench.testing, "check_learner", lambda learner, raise_on_failure=True: verdicts[:1])
+    good = CliRunner().invoke(app, ["check", "finetune"])
+    assert good.exit_code == 0 and "finetune: all 1 checks passed" in good.stdout
 
 
 def test_run_uses_the_threads_it_is_given_and_python_m_clbench_works(tmp_path):

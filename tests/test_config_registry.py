@@ -6,8 +6,9 @@ from importlib.metadata import EntryPoint
 import pytest
 
 from clbench import registry
-from clbench.config import coerce, make_learner, parse_assignments, resolve_fields
+from clbench.fields import coerce, make_learner, parse_assignments, resolve_fields
 from clbench.errors import UsageError
+from clbench.scenario_names import scenario_config
 from clbench.learners.ewc import EWC
 from clbench.learners.replay import Replay
 
@@ -57,12 +58,12 @@ def test_unknown_references_suggest_close_names(ref, message):
 
 
 def test_named_scenarios_and_protocol_override():
-    assert registry.scenario_config("split-digits")["protocol"] == "class_il"
-    assert registry.scenario_config("split-digits", "task_il")["protocol"] == "task_il"
+    assert scenario_config("split-digits")["protocol"] == "class_il"
+    assert scenario_config("split-digits", "task_il")["protocol"] == "task_il"
     with pytest.raises(UsageError, match="did you mean 'split-digits'"):
-        registry.scenario_config("split-digit")
+        scenario_config("split-digit")
     with pytest.raises(UsageError, match="unknown protocol"):
-        registry.scenario_config("split-digits", "classil")
+        scenario_config("split-digits", "classil")
 
 
 def test_describe_reads_docstrings_without_importing():
@@ -88,7 +89,7 @@ def test_coerce_rejects_wrong_types(value, tp):
 def test_overrides_are_validated_against_fields():
     assert parse_assignments(["lr=0.05", "widths=200,200"]) == {"lr": "0.05", "widths": "200,200"}
     assert resolve_fields(EWC, {"lam": "10", "online": "yes"}, "ewc") == {"lam": 10.0, "online": True}
-    with pytest.raises(UsageError, match="unknown key 'lamda' for learner 'ewc'; did you mean 'lam'"):
+    with pytest.raises(UsageError, match="unknown field 'lamda' of learner 'ewc'; did you mean 'lam'"):
         resolve_fields(EWC, {"lamda": "1"}, "ewc")
     with pytest.raises(UsageError, match="expected key=value"):
         parse_assignments(["lr"])

@@ -365,7 +365,7 @@ def test_fetch_command_reports_a_bad_download_in_one_line(tmp_path, monkeypatch)
 # -- a user's .npz is content-addressed ------------------------------------------------------------
 
 def test_npz_runs_are_keyed_by_the_file_content(tmp_path):
-    from clbench.experiment import resolve
+    from clbench.configs import resolve
     from clbench.results import run_id
     from clbench.scenario import build_scenario
 

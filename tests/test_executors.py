@@ -18,7 +18,7 @@ from clbench.cli import app
 from clbench.executors import run_one
 from clbench.progress import SuiteProgress, format_seconds
 from clbench.results import clean_stale, find_run, read_run, run_status, scan_runs, write_run
-from clbench.suite import load_suite
+from clbench.suite_file import load_suite
 
 from suite_fixtures import clbench_command, write_suite
 

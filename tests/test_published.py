@@ -6,8 +6,8 @@ import math
 import pytest
 
 from clbench.errors import UsageError
-from clbench.published import COLUMNS, Published, compare_results, format_comparison, read_published
-from clbench.registry import PROTOCOLS
+from clbench.published import COLUMNS, Published, match_results, format_matches, read_published
+from clbench.scenario_names import PROTOCOLS
 from clbench.results import write_run
 
 
@@ -42,7 +42,7 @@ def test_recorded_runs_are_compared_with_the_published_numbers(tmp_path):
         fake_run(tmp_path, "finetune", "split-cifar100", "class_il", seed, acc)
     fake_run(tmp_path, "replay", "split-cifar100", "class_il", 0, 0.20)
     fake_run(tmp_path, "finetune", "split-fmnist", "class_il", 0, 0.19)  # nothing published: left out
-    comparisons = {c.published.learner: c for c in compare_results(tmp_path)}
+    comparisons = {c.published.learner: c for c in match_results(tmp_path)}
     assert set(comparisons) == {"finetune", "replay"}
     finetune = comparisons["finetune"]
     assert finetune.n == 3 and finetune.seeds == (0, 1, 2)
@@ -50,7 +50,7 @@ def test_recorded_runs_are_compared_with_the_published_numbers(tmp_path):
     assert finetune.difference == pytest.approx(7.5 - 7.71) and finetune.within()
     replay = comparisons["replay"]
     assert replay.difference == pytest.approx(20.0 - 37.57) and not replay.within() and math.isnan(replay.sem)
-    table = format_comparison(list(comparisons.values()))
+    table = format_matches(list(comparisons.values()))
     assert "| finetune | split-cifar100 | class_il | acc | 7.71 ± 0.18 (SEM, n=10) | 7.50 ± 0.29 | 3 |" in table
     assert "| no |" in table and "Table 3" in table
 
@@ -76,7 +76,7 @@ def test_malformed_published_files_are_usage_errors(tmp_path):
 def test_a_sweep_is_compared_group_by_group(tmp_path):
     for lam in (1.0, 100.0):
         fake_run(tmp_path, "ewc", "split-cifar100", "task_il", 0, 0.70, fields={"lam": lam})
-    labels = sorted(c.label for c in compare_results(tmp_path))
+    labels = sorted(c.label for c in match_results(tmp_path))
     assert labels == ["ewc (lam=1.0)", "ewc (lam=100.0)"]
 
 

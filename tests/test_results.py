@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from clbench.experiment import execute, resolve
-from clbench.registry import scenario_config
+from clbench.configs import execute, resolve
+from clbench.scenario_names import scenario_config
 from clbench.results import ROWS_FILE, RUN_FILE, find_run, matrix_from_rows, read_run, run_id, write_run
 
 

@@ -11,7 +11,7 @@ import torch
 from clbench import data, metrics
 from clbench.learners.finetune import Finetune
 from clbench.learners.replay import Replay
-from clbench.registry import scenario_config
+from clbench.scenario_names import scenario_config
 from clbench.runner import run
 from clbench.scenario import build_scenario, permuted, rotated, split
 

@@ -13,10 +13,11 @@ from typer.testing import CliRunner
 
 from clbench.cli import app
 from clbench.errors import UsageError
-from clbench.experiment import resolve
-from clbench.registry import scenario_config
+from clbench.configs import resolve
+from clbench.scenario_names import scenario_config
 from clbench.results import find_run, run_id, scan_runs, write_run
-from clbench.suite import load_suite, parse_seeds, plan
+from clbench.suite import plan
+from clbench.suite_file import load_suite, parse_seeds
 
 from suite_fixtures import TINY, write_suite
 
@@ -230,7 +231,7 @@ def test_suite_help_does_not_import_torch():
 def test_planning_every_shipped_suite_does_not_import_torch():
     """The suite process reads learner classes and scenario builders but leaves torch to the
     workers (clbench.lazy): planning and --dry-run take a second, not several."""
-    code = ("import sys\nfrom clbench.suite import load_suite\n"
+    code = ("import sys\nfrom clbench.suite_file import load_suite\n"
             f"for path in sorted(__import__('glob').glob({str(REPO / 'scenarios' / '*.toml')!r})):\n"
             "    assert load_suite(path).runs, path\n"
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")

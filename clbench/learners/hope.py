@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
 from clbench.learner import DivergenceError, SGDLearner
+from clbench.units import OutputUnits
 
 if TYPE_CHECKING:
     from clbench.learners.hope_modules import HopeClassifier
@@ -48,7 +49,7 @@ class Hope:
     No task-boundary signal is used (a level's period runs across tasks) unless
     `flush_at_task_end`. Prediction runs the in-example memory on a scratch state and changes
     nothing (§8.4). Hope has no replay buffer, no Fisher penalty and no task ids; training masks
-    logits exactly as the baselines do (`SGDLearner.logit_mask`).
+    logits exactly as the baselines do (`clbench.units.OutputUnits`).
 
     Default width d = 64, not HOPE.md's 256: on the 2-core CPU this was built on, d = 256
     (≈5.4M parameters) costs ≈1.2 s of CPU per training step, ≈10 minutes per split-digits run;
@@ -150,8 +151,7 @@ class Hope:
             torch.manual_seed(seed)
             self.model_ = self.build_model(spec).to(self.device_)
         self.generator_ = torch.Generator().manual_seed(seed)
-        self.seen_units_ = torch.zeros(spec.n_outputs, dtype=torch.bool)
-        self.task_units_: dict[int, torch.Tensor] = {}
+        self.units_ = OutputUnits(spec.n_outputs, spec.protocol)
         self.level_params_: list[list[torch.nn.Parameter]] = [[] for _ in self.levels]
         for name, p in self.model_.named_parameters():
             self.level_params_[self.level_of(name)].append(p)
@@ -163,11 +163,8 @@ class Hope:
 
     # -- training ----------------------------------------------------------------------------
     def fit_task(self, task: Task) -> None:
-        units = torch.zeros(self.spec_.n_outputs, dtype=torch.bool)
-        units[list(task.classes)] = True
-        self.task_units_[task.task_id] = units
-        self.seen_units_ |= units
-        mask = self.logit_mask(torch.full((1,), task.task_id))
+        self.units_.add_task(task.task_id, task.classes)
+        mask = self.units_.mask(torch.full((1,), task.task_id), self.device_)
         x, y = task.x_train.to(self.device_), task.y_train.to(self.device_)
         if self.step_ == 0:
             self._warn_long_periods(math.ceil(len(y) / self.batch_size) * self.epochs * self.spec_.n_tasks)
@@ -178,9 +175,8 @@ class Hope:
             for level in range(len(self.levels)):
                 self._apply(level)
 
-    # the same data order and class masking as the baselines
+    # the same data order as the baselines
     shuffled = SGDLearner.shuffled
-    logit_mask = SGDLearner.logit_mask
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """One stream step (HOPE.md §8.3): gradient of the masked loss, accumulated per level;

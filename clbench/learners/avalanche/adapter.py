@@ -28,11 +28,12 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from clbench.errors import UsageError
-from clbench.learner import build_optimizer
+from clbench.errors import UsageError, unknown_name_error
+from clbench.learner import build_optimizer, check_training_fields
+from clbench.learners.avalanche import PREFIX as AVALANCHE_PREFIX, names as avalanche_strategies
 from clbench.models import build_backbone, resolve_device
-from clbench.registry import AVALANCHE_PREFIX, avalanche_strategies, unknown_name_error
 from clbench.scenario import ScenarioSpec, Task
+from clbench.units import OutputUnits
 
 # Constructor arguments the adapter passes itself, from its own fields or objects it builds.
 PROVIDED = ("model", "optimizer", "criterion", "train_mb_size", "train_epochs", "eval_mb_size", "device",
@@ -73,12 +74,7 @@ class AvalancheLearner:
 
     def __post_init__(self) -> None:
         ref = f"{AVALANCHE_PREFIX}{self.strategy_name}"
-        if self.optimizer not in ("sgd", "adam"):
-            raise UsageError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        for name in ("lr", "epochs", "batch_size"):
-            if not getattr(self, name) > 0:
-                raise UsageError(f"{name} must be positive, got {getattr(self, name)!r}")
-        self.widths = tuple(self.widths)
+        check_training_fields(self)
         if self.unsettable_required:
             raise UsageError(f"{ref} needs {', '.join(self.unsettable_required)} (objects such as modules), "
                              f"which clbench cannot pass; use the strategy from Python instead")
@@ -168,29 +164,23 @@ class AvalancheLearner:
 
 
 class UnitMaskedCrossEntropy(torch.nn.Module):
-    """Cross-entropy with the logits of units a sample may not use set to -inf, as `SGDLearner`
-    masks them: class_il allows the units of every class seen so far, task_il the units of the
-    sample's task (the tasks that hold its label), domain_il every unit."""
+    """Cross-entropy with the logits of units a sample may not use set to -inf, by the rule every
+    built-in learner trains with (`clbench.units.OutputUnits`). The loss sees labels, not task ids,
+    so in task_il a label may use the units of the tasks that hold it."""
 
     def __init__(self, n_outputs: int, protocol: str, enabled: bool = True) -> None:
         super().__init__()
-        self.protocol = protocol
-        self.enabled = enabled and protocol != "domain_il"
-        self.allowed = torch.zeros(n_outputs, n_outputs, dtype=torch.bool)  # row y: units allowed for label y
-        self.table: torch.Tensor | None = None
+        self.units = OutputUnits(n_outputs, protocol)
+        self.enabled = enabled
+        self.table: torch.Tensor | None = None  # row y: the mask of label y
 
     def allow(self, classes: Sequence[int]) -> None:
         """Record a new task's units."""
-        units = list(classes)
-        if self.protocol == "class_il":
-            self.allowed[:, units] = True
-        else:
-            for y in units:
-                self.allowed[y, units] = True
-        self.table = torch.zeros(self.allowed.shape).masked_fill(~self.allowed, float("-inf"))
+        self.units.add_task(len(self.units.by_task), classes)
+        self.table = self.units.label_mask() if self.enabled else None
 
     def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if not self.enabled or self.table is None:
+        if self.table is None:
             return F.cross_entropy(logits, y)
         if self.table.device != logits.device:
             self.table = self.table.to(logits.device)
@@ -198,13 +188,6 @@ class UnitMaskedCrossEntropy(torch.nn.Module):
 
 
 # -- building the per-strategy classes --------------------------------------------------------
-
-def __getattr__(name: str) -> type:
-    """`clbench.learners.avalanche.EWC`: the adapter class of an Avalanche strategy, built on first use."""
-    if name.startswith("_") or name not in avalanche_strategies():
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return learner_class(name)
-
 
 @functools.lru_cache(maxsize=None)
 def learner_class(name: str) -> type:
@@ -237,7 +220,7 @@ def learner_class(name: str) -> type:
            f"Fields: those of `AvalancheLearner`, then {name}'s keyword arguments"
            f"{': ' + ', '.join(args) if args else ' (none)'}.")
     cls = dataclasses.make_dataclass(name, fields, bases=(AvalancheLearner,),
-                                     namespace={"__doc__": doc, "__module__": __name__})
+                                     namespace={"__doc__": doc, "__module__": __package__})
     cls.strategy_name = name
     cls.strategy_args = args
     cls.untyped_args = frozenset(untyped)
@@ -247,9 +230,35 @@ def learner_class(name: str) -> type:
 
 @functools.lru_cache(maxsize=None)
 def _strategy_class(name: str) -> type:
-    with _quiet():  # the import sets global warning filters; leaving this block restores them
+    with _quiet(), _without("sip_qp_python"):  # the import sets global warning filters; leaving this block restores them
         import avalanche.training
     return getattr(avalanche.training, name)
+
+
+class _without:
+    """Keep an optional module from being imported inside the block (an import of it raises
+    ImportError, which its importers expect when it is not installed). Avalanche's GEM imports
+    qpsolvers, which imports every QP solver it finds; the SIP solver's nanobind extension holds
+    an instance in a default argument, and at interpreter exit nanobind reports it and its 15 types
+    as leaked: about 180 lines on stderr after every run. GEM's solver is quadprog, so SIP is not
+    needed; the module stays importable after the block."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+        self.blocked = False
+
+    def __enter__(self) -> None:
+        import sys
+
+        if self.module not in sys.modules:
+            sys.modules[self.module] = None  # type: ignore[assignment]
+            self.blocked = True
+
+    def __exit__(self, *exc: Any) -> None:
+        import sys
+
+        if self.blocked and sys.modules.get(self.module, False) is None:
+            del sys.modules[self.module]
 
 
 def _hints(fn: Any) -> dict[str, Any]:

@@ -1,5 +1,7 @@
-"""Learner hyperparameters as data: list a learner's fields, coerce and validate overrides
-(`--set key=value` on the command line, or typed values from a suite file).
+"""Learner fields: a learner's hyperparameters as data. Lists a learner's fields and their types,
+and checks and coerces the values users give them (`--set key=value` on the command line, typed
+values from a suite file, the field values recorded in a run's config): the one place that says
+whether a field exists and whether a value fits it.
 """
 from __future__ import annotations
 
@@ -9,8 +11,7 @@ import types
 import typing
 from typing import Any
 
-from clbench.errors import UsageError
-from clbench.registry import unknown_name_error
+from clbench.errors import UsageError, unknown_name_error
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -21,6 +22,28 @@ def learner_fields(cls: type) -> dict[str, dataclasses.Field]:
     if not dataclasses.is_dataclass(cls):
         return {}
     return {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """The annotated types of a learner's fields; {} when Python cannot evaluate the annotations
+    (values are then checked by the learner's constructor alone)."""
+    if not learner_fields(cls):
+        return {}
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:
+        return {}
+
+
+def check_field(cls: type, key: str, learner_name: str, where: str = "--set") -> None:
+    """A UsageError unless `key` is a settable field of `cls`, naming `where` and the valid fields."""
+    fields = learner_fields(cls)
+    if key in fields:
+        return
+    if not fields:
+        raise UsageError(f"{where}: learner {learner_name!r} has no settable fields "
+                         f"(make it a dataclass to accept {key}=...)")
+    raise UsageError(f"{where}: {unknown_name_error('field', key, fields, f' of learner {learner_name!r}')}")
 
 
 def type_name(tp: Any) -> str:
@@ -101,15 +124,10 @@ def parse_assignments(items: list[str], where: str = "--set") -> dict[str, str]:
 
 def resolve_fields(cls: type, overrides: dict[str, Any], learner_name: str, where: str = "--set") -> dict[str, Any]:
     """Check every override names a field of `cls` and coerce it to the field's type."""
-    fields = learner_fields(cls)
-    hints = typing.get_type_hints(cls) if fields else {}
+    hints = field_types(cls)
     resolved = {}
     for key, value in overrides.items():
-        if key not in fields:
-            if not fields:
-                raise UsageError(f"{where}: learner {learner_name!r} has no settable fields "
-                                 f"(make it a dataclass to accept {key}=...)")
-            raise UsageError(f"{where}: {unknown_name_error('key', key, fields, f' for learner {learner_name!r}')}")
+        check_field(cls, key, learner_name, where)
         resolved[key] = coerce(value, hints.get(key, Any), f"{where} {key}")
     return resolved
 
