@@ -198,7 +198,7 @@ def test_bad_arguments_are_one_line_errors_naming_the_problem(digits):
     from clbench.configs import execute, resolve
 
     scenario = scenario_config("split-digits")
-    cases = [({"ewc_lamda": "1"}, "unknown key 'ewc_lamda' for learner 'avalanche:EWC'; did you mean 'ewc_lambda'"),
+    cases = [({"ewc_lamda": "1"}, "unknown field 'ewc_lamda' of learner 'avalanche:EWC'; did you mean 'ewc_lambda'"),
              ({"ewc_lambda": "abc"}, "ewc_lambda: 'abc' is not a valid float"),
              ({}, "avalanche:EWC needs ewc_lambda: --set ewc_lambda=..."),
              ({"batch_size": "0", "ewc_lambda": "1"}, "batch_size must be positive")]
