@@ -246,8 +246,10 @@ def suite(
         progress = display[0]
         if event is None:
             progress.tick()
+        elif isinstance(event, Note) and event.warning:
+            typer.echo(f"note: {event.text}", err=True)
         elif isinstance(event, Note):
-            typer.echo(f"note: {event.text}", err=True) if event.warning else progress.note(event.text)
+            progress.note(event.text)
         elif isinstance(event, Started):
             progress.started(event.run.label)
         elif isinstance(event, Finished):
