@@ -44,3 +44,20 @@ def test_shipped_baselines_are_found_with_the_package():
     assert shipped.published_csv().is_file()
     hope = shipped.recorded_runs("hope")
     assert len(list(hope.glob("*/run.json"))) == 120
+
+
+def test_every_package_folder_is_installed():
+    """pyproject.toml lists the packages (so that baselines/ can be installed as clbench.baselines):
+    a new package folder must be added there, or `pip install .` leaves it out."""
+    import sys
+    from pathlib import Path
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    repo = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(repo).parts) for p in (repo / "clbench").rglob("__init__.py")}
+    assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages in pyproject.toml"
+    assert "clbench.baselines" in listed

@@ -33,8 +33,9 @@ from clbench.scenario_names import scenario_config
 from clbench.runner import run, seed_everything
 from clbench.scenario import build_scenario
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("avalanche") is None,
-                                reason="the avalanche extra is not installed (scripts/setup.sh installs it)")
+pytestmark = [pytest.mark.skipif(importlib.util.find_spec("avalanche") is None,
+                                 reason="the avalanche extra is not installed (scripts/setup.sh installs it)"),
+              pytest.mark.slow]  # importing Avalanche alone takes ~10 s; parity runs train both libraries
 
 CLBENCH = [sys.executable, "-m", "clbench.cli"]
 
