@@ -247,8 +247,10 @@ def suite(
         progress = display[0]
         if event is None:
             progress.tick()
+        elif isinstance(event, Note) and event.warning:
+            typer.echo(f"note: {event.text}", err=True)
         elif isinstance(event, Note):
-            typer.echo(f"note: {event.text}", err=True) if event.warning else progress.note(event.text)
+            progress.note(event.text)
         elif isinstance(event, Started):
             progress.started(event.run.label)
         elif isinstance(event, Finished):
@@ -293,7 +295,8 @@ def published(
     k: float = typer.Option(3.0, "--k", help="a difference within k combined standard errors counts as a match"),
 ) -> None:
     """Recorded runs next to the published numbers of the same learner, scenario and protocol."""
-    from clbench.published import match_results, format_matches
+    from clbench.published import format_matches, match_results
+    from clbench.shipped import published_csv
 
     if not folder.is_dir():
         fail(f"{folder} is not a folder of runs")
@@ -303,7 +306,7 @@ def published(
         fail(str(err))
     if not comparisons:
         fail(f"no run under {folder} matches a published number (same learner, scenario and protocol; "
-             f"the published rows are in {csv or 'the shipped baselines/published.csv'})")
+             f"the published rows are in {csv or published_csv()})")
     typer.echo(format_matches(comparisons, k))
 
 

@@ -78,6 +78,11 @@ class StoredRun:
         return self.record["run_id"]
 
     @property
+    def config(self) -> dict[str, Any]:
+        """The resolved config: scenario, learner (name, class, fields), seed, clbench version."""
+        return self.record["config"]
+
+    @property
     def matrix(self):
         """The accuracy matrix R, shape (T+1, T): row 0 untrained, row i after training task i."""
         from clbench.results import matrix_from_rows

@@ -71,13 +71,9 @@ class DivergenceError(RuntimeError):
 
 
 @dataclass
-class SGDLearner:
-    """Minibatch training of a backbone: `begin_task`, then per batch `loss`, backward and
-    step, then `end_task`. Subclasses override only what their method changes.
-
-    Training masks the logits of output units the learner may not use yet: units of classes
-    not seen so far (class_il), units of other tasks (task_il); domain_il uses all units.
-    """
+class TrainingFields:
+    """The fields of a backbone trained by an optimiser, defined once for `SGDLearner` and the
+    Avalanche adapter (checked by `check_training_fields`)."""
 
     backbone: str = "mlp"                 # backbone name (clbench.models.BACKBONES)
     widths: tuple[int, ...] = (100, 100)  # hidden layer widths of the backbone
@@ -86,6 +82,17 @@ class SGDLearner:
     momentum: float = 0.0                 # SGD momentum
     weight_decay: float = 0.0             # L2 weight decay of the optimiser
     epochs: int = 10                      # passes over each task's training data
+
+
+@dataclass
+class SGDLearner(TrainingFields):
+    """Minibatch training of a backbone: `begin_task`, then per batch `loss`, backward and
+    step, then `end_task`. Subclasses override only what their method changes.
+
+    Training masks the logits of output units the learner may not use yet: units of classes
+    not seen so far (class_il), units of other tasks (task_il); domain_il uses all units.
+    """
+
     iterations: int = 0                   # minibatch steps per task instead of epochs (0 = use epochs)
     batch_size: int = 32                  # training minibatch size
     reset_optimizer: bool = True          # fresh optimiser state at every task start

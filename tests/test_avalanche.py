@@ -33,8 +33,9 @@ from clbench.scenario_names import scenario_config
 from clbench.runner import run, seed_everything
 from clbench.scenario import build_scenario
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("avalanche") is None,
-                                reason="the avalanche extra is not installed (scripts/setup.sh installs it)")
+pytestmark = [pytest.mark.skipif(importlib.util.find_spec("avalanche") is None,
+                                 reason="the avalanche extra is not installed (scripts/setup.sh installs it)"),
+              pytest.mark.slow]  # importing Avalanche alone takes ~10 s; parity runs train both libraries
 
 CLBENCH = [sys.executable, "-m", "clbench.cli"]
 
@@ -198,7 +199,7 @@ def test_bad_arguments_are_one_line_errors_naming_the_problem(digits):
     from clbench.configs import execute, resolve
 
     scenario = scenario_config("split-digits")
-    cases = [({"ewc_lamda": "1"}, "unknown key 'ewc_lamda' for learner 'avalanche:EWC'; did you mean 'ewc_lambda'"),
+    cases = [({"ewc_lamda": "1"}, "unknown field 'ewc_lamda' of learner 'avalanche:EWC'; did you mean 'ewc_lambda'"),
              ({"ewc_lambda": "abc"}, "ewc_lambda: 'abc' is not a valid float"),
              ({}, "avalanche:EWC needs ewc_lambda: --set ewc_lambda=..."),
              ({"batch_size": "0", "ewc_lambda": "1"}, "batch_size must be positive")]

@@ -26,6 +26,7 @@ def test_list_and_help_do_not_import_torch():
     assert "finetune" in out.stdout and "replay" in out.stdout and "ewc" in out.stdout
 
 
+@pytest.mark.slow  # subprocesses that import torch
 def test_run_prints_matrix_and_metrics_then_reuses_the_run(tmp_path):
     first = clbench("run", "--scenario", "split-digits", "--learner", "finetune", "--seed", "0",
                     "--set", "epochs=2", "--results", str(tmp_path), "--quiet")
@@ -42,6 +43,7 @@ def test_run_prints_matrix_and_metrics_then_reuses_the_run(tmp_path):
     assert forced.returncode == 0 and "reusing" not in forced.stderr and len(list(tmp_path.iterdir())) == 1
 
 
+@pytest.mark.slow  # subprocesses that import torch
 def test_task_il_user_file_learner_with_set(tmp_path):
     method = tmp_path / "my_method.py"
     method.write_text(textwrap.dedent('''
@@ -70,6 +72,7 @@ def test_task_il_user_file_learner_with_set(tmp_path):
     (["check", "nothere"], "unknown learner 'nothere'"),
     (["list", "learner"], "cannot list 'learner'"),
 ])
+@pytest.mark.slow  # subprocesses that import torch
 def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path):
     out = clbench(*args, "--results", str(tmp_path)) if args[0] == "run" else clbench(*args)
     assert out.returncode == 2
@@ -97,6 +100,7 @@ def test_check_prints_a_verdict_per_check_and_exits_1_on_failure(monkeypatch):
     assert good.exit_code == 0 and "finetune: all 1 checks passed" in good.stdout
 
 
+@pytest.mark.slow  # subprocesses that import torch
 def test_run_uses_the_threads_it_is_given_and_python_m_clbench_works(tmp_path):
     """`--threads` reaches torch (checked from inside the learner), and `python -m clbench` is the CLI."""
     (tmp_path / "probe.py").write_text(textwrap.dedent("""

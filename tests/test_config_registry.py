@@ -97,3 +97,15 @@ def test_overrides_are_validated_against_fields():
         make_learner(EWC, {"gamma": "2"}, "ewc")
     learner = make_learner(EWC, {"widths": "64", "lr": "0.01"}, "ewc")
     assert learner.widths == (64,) and learner.lr == 0.01
+
+
+def test_a_learner_family_registered_as_an_entry_point_resolves_its_prefix(monkeypatch):
+    """`PREFIX:NAME` comes from a `clbench.learner_prefixes` entry point, with no special case in the core."""
+    import types
+
+    family = types.SimpleNamespace(title="Mine", names=lambda: {"Fast": "a fast one"},
+                                   reference=lambda name: "clbench.learners.replay:Replay")
+    monkeypatch.setattr(registry, "learner_families", lambda: {"mine": family})
+    assert registry.resolve_reference("mine:Fast") == "clbench.learners.replay:Replay"
+    assert registry.learner_label("mine:Fast", Replay) == "mine:Fast"
+    assert registry.learner_label("clbench.learners.replay:Replay", Replay) == "replay"

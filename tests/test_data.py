@@ -381,3 +381,14 @@ def test_npz_runs_are_keyed_by_the_file_content(tmp_path):
     assert run_id(first) != run_id(second)
     with pytest.raises(DataError, match="changed since this run was planned"):
         build_scenario(first["scenario"])
+
+
+def test_fetch_reads_its_recipe_table(tmp_path, monkeypatch):
+    """What `fetch` can fetch is a table another data module extends with `@recipe(name)`."""
+    from clbench import data_fetch
+
+    monkeypatch.setattr(data_fetch, "RECIPES", dict(data_fetch.RECIPES))
+    data_fetch.recipe("toy")(lambda root, progress: root / "toy")
+    assert data.fetch("toy", root=tmp_path) == tmp_path / "toy"
+    with pytest.raises(UsageError, match="unknown dataset 'toyy' to fetch; did you mean 'toy'"):
+        data.fetch("toyy", root=tmp_path)

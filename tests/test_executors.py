@@ -122,6 +122,7 @@ def test_failing_runs_are_recorded_the_suite_goes_on_and_they_are_retried(tmp_pa
     assert all((p / "run.json").stat().st_mtime_ns != stamp for p, stamp in failed_stamps.items())
 
 
+@pytest.mark.slow  # starts worker processes
 def test_a_worker_that_dies_fails_its_run_and_the_pool_goes_on(tmp_path):
     body = '[learner.finetune]\nepochs = 1\n[learner.crash]\nclass = "learners.py:Crash"\nepochs = 1\n'
     path = write_suite(tmp_path, body, seeds="[0, 1, 2]")
@@ -137,6 +138,7 @@ def test_a_worker_that_dies_fails_its_run_and_the_pool_goes_on(tmp_path):
 
 # -- determinism across executors ------------------------------------------------------------------------
 
+@pytest.mark.slow  # starts worker processes
 def test_jobs_1_and_jobs_2_give_the_same_rows(tmp_path):
     path = write_suite(tmp_path, MIXED)
     one = invoke(path, "--results", tmp_path / "one", "--jobs", "1", "--quiet")

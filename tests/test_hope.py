@@ -280,6 +280,7 @@ def test_no_future_token_reaches_an_earlier_position(mixer):
             assert not torch.allclose(before[:, t + 1:], after[:, t + 1:])
 
 
+@pytest.mark.slow  # trains Hope (make test-fast leaves it out)
 def test_predict_leaves_the_learner_unchanged_and_training_unaffected():
     scenario = small("class_il")
     a, b = tiny(epochs=1, levels=(1, 2, 4, 8)), tiny(epochs=1, levels=(1, 2, 4, 8))
@@ -445,6 +446,7 @@ def test_invalid_fields_are_usage_errors(fields):
     dict(adaptive_k=False, adaptive_v=False), dict(adaptive_q=True), dict(inner_objective="dot"),
     dict(first_order=True), dict(memorize=False), dict(hidden_decay="alpha"),
 ])
+@pytest.mark.slow  # trains Hope (make test-fast leaves it out)
 def test_every_ablation_builds_and_trains(fields):
     scenario = small("task_il")
     learner = tiny(**{"epochs": 1, "levels": (1, 2, 2, 4), **fields})

@@ -16,6 +16,7 @@ from clbench.testing import check_learner
 from conftest import small
 
 
+@pytest.mark.slow  # full training runs
 @pytest.mark.parametrize("name", ["finetune", "joint", "ewc", "replay"])  # hope: tests/test_hope.py, at test size
 def test_builtin_learners_pass_the_conformance_battery(name):
     results = check_learner(load_learner(name)(), raise_on_failure=False)
@@ -70,6 +71,7 @@ def test_ewc_with_zero_lambda_is_finetuning():
     assert np.allclose(a, b)
 
 
+@pytest.mark.slow  # full training runs
 def test_ewc_strong_penalty_reduces_task_il_forgetting():
     sc = small("task_il")
     weak = run(sc, EWC(lam=0.0), seed=0).matrix
@@ -111,6 +113,7 @@ def test_class_balanced_replay_keeps_every_task_in_domain_il():
     assert pairs.tolist() == [25] * 4
 
 
+@pytest.mark.slow  # full training runs
 def test_replay_beats_finetuning_in_class_il():
     sc = small("class_il")
     ft = run(sc, Finetune(), seed=0).matrix
@@ -118,6 +121,7 @@ def test_replay_beats_finetuning_in_class_il():
     assert metrics.acc(er) > metrics.acc(ft) + 0.4
 
 
+@pytest.mark.slow  # full training runs
 def test_joint_trains_on_all_seen_data_and_barely_forgets():
     sc = small("class_il")
     learner = _fit(Joint(epochs=1), sc, 3)

@@ -21,6 +21,7 @@ def groups(tmp_path: Path):
     return {g.learner: g for g in group_runs(load_runs(three_learners(tmp_path / "results")))}
 
 
+@pytest.mark.slow  # draws every figure (make test-fast leaves it out)
 def test_every_figure_file_is_written_and_non_empty(tmp_path):
     root = three_learners(tmp_path / "results")
     write(root, EXAMPLE, learner="ewc", protocol="task_il")

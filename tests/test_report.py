@@ -230,6 +230,7 @@ def test_html_escapes_user_strings_and_is_self_contained(tmp_path):
     assert not re.search(r"(?<!\\)<", md) and r"\<script\>" in md  # every < of a user string escaped
 
 
+@pytest.mark.slow  # writes a full report (make test-fast leaves it out)
 def test_report_writes_every_file_and_prunes_stale_ones(root, tmp_path):
     out = tmp_path / "report"
     written = write_report(load_runs(root), out, NAMES, sources=[str(root)])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 import torch
 
 from clbench.learners.finetune import Finetune
@@ -75,6 +76,7 @@ def test_learning_from_evaluation_is_caught():
     assert {"predict_has_no_side_effects", "evaluation_does_not_change_training"} <= names
 
 
+@pytest.mark.slow  # runs the whole battery
 def test_state_at_construction_is_caught():
     assert "no_learned_state_at_construction" in failed(StateAtConstruction())
 

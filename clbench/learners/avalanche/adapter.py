@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from clbench.errors import UsageError, unknown_name_error
-from clbench.learner import build_optimizer, check_training_fields
+from clbench.learner import TrainingFields, build_optimizer, check_training_fields
 from clbench.learners.avalanche import PREFIX as AVALANCHE_PREFIX, names as avalanche_strategies
 from clbench.models import build_backbone, resolve_device
 from clbench.scenario import ScenarioSpec, Task
@@ -43,7 +43,7 @@ REQUIRED = None  # the default of a field whose constructor argument has no defa
 
 
 @dataclass
-class AvalancheLearner:
+class AvalancheLearner(TrainingFields):
     """An Avalanche strategy, fed one clbench task at a time as an Avalanche experience.
 
     The model is clbench's backbone (the same network, and for a seed the same initial weights,
@@ -55,13 +55,7 @@ class AvalancheLearner:
     units. Prediction is the strategy's model in eval mode, unmasked, as for every learner.
     """
 
-    backbone: str = "mlp"                 # backbone name (clbench.models.BACKBONES)
-    widths: tuple[int, ...] = (100, 100)  # hidden layer widths of the backbone
-    optimizer: str = "adam"               # "adam" or "sgd"
-    lr: float = 0.001                     # learning rate
-    momentum: float = 0.0                 # SGD momentum
-    weight_decay: float = 0.0             # L2 weight decay of the optimiser
-    epochs: int = 10                      # passes over each task's training data (train_epochs)
+    # the fields of TrainingFields (backbone, widths, optimizer, lr, momentum, weight_decay, epochs), then
     batch_size: int = 32                  # training minibatch size (train_mb_size)
     reset_optimizer: bool = True          # fresh optimiser state at every task start (Avalanche: reset_optimizer_state)
     mask_logits: bool = True              # mask the output units clbench's built-in learners mask (see above)
