@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from clbench import metrics
-from clbench.results import RUN_FILE, matrix_from_rows, read_run
+from clbench.results import RUN_FILE, DamagedRun, matrix_from_rows, read_run
 
 if TYPE_CHECKING:
     import pandas
@@ -43,6 +43,8 @@ class StoredRun:
     def problem(self) -> str | None:
         """Why this run cannot be used (failed, or rows that do not fill the matrix), or None."""
         status = self.record.get("status", "ok")
+        if status == "damaged":
+            return f"damaged: {self.record.get('error')}"
         if status != "ok":
             error = str(self.record.get("error") or "").strip().splitlines()
             return f"status {status}" + (f": {error[-1]}" if error else "")
@@ -136,12 +138,22 @@ def load_runs(root: Path | Iterable[Path]) -> list[StoredRun]:
             if any(part.startswith(".tmp-") or part.startswith(".old-") for part in run_file.parts):
                 continue
             try:
-                record, rows = read_run(run_file.parent) if (run_file.parent / "rows.csv").exists() else (
-                    json.loads(run_file.read_text()), [])
-            except (OSError, ValueError, KeyError) as err:  # a damaged run is listed, not fatal
-                record, rows = {"status": "unreadable", "error": f"{type(err).__name__}: {err}"}, []
+                record, rows = read_run(run_file.parent)
+            except DamagedRun as err:  # listed with its reason, never used; the rest go on
+                record, rows = {**_readable_record(run_file), "status": "damaged", "error": str(err)}, []
+            except (OSError, ValueError, KeyError) as err:
+                record, rows = {"status": "damaged", "error": f"{type(err).__name__}: {err}"}, []
             runs.append(StoredRun(run_file.parent, record, rows))
     return runs
+
+
+def _readable_record(run_file: Path) -> dict[str, Any]:
+    """What can still be read of a damaged run's record (its config names the run in a report)."""
+    try:
+        record = json.loads(run_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _groupable(config: dict[str, Any]) -> bool:

@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from clbench.errors import UsageError
+from clbench.errors import RunFailed, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="clbench: continual-learning benchmarks with full accuracy matrices and forgetting reports.")
@@ -86,6 +86,7 @@ def run(
     from clbench.configs import run_config
     from clbench.display import format_run
     from clbench.fields import parse_assignments
+    from clbench.suite_file import check_seed
 
     if threads < 1:
         fail(f"--threads must be at least 1, got {threads}")
@@ -98,10 +99,13 @@ def run(
                        f"mean accuracy on tasks seen {100 * sum(seen) / len(seen):.1f}%", err=True)
 
     try:
+        check_seed(seed, "--seed")
         stored = run_config(scenario, learner, seed, protocol=protocol, overrides=parse_assignments(overrides),
                             results=results, force=force, threads=threads, progress=progress)
     except UsageError as err:
         fail(str(err))
+    except RunFailed as err:
+        fail(f"{err} (traceback in {err.traceback_path})", code=1)
     if stored.reused:
         typer.echo(f"reusing the finished run in {stored.path} (--force runs it again)", err=True)
     typer.echo(format_run(stored.record, stored.rows, stored.matrix))
@@ -145,18 +149,21 @@ def report(
     """Tables, figures and a self-contained HTML report of the runs in FOLDER."""
     from clbench.render import FORMATS, render_tables
     from clbench.report import write_report
+    from clbench.results import check_output_folder
     from clbench.tables import check_choice, load_folder, parse_metrics
 
     try:
         names = parse_metrics(metric_names)
         check_choice("format", fmt, FORMATS)
+        if out is not None:
+            check_output_folder(out, "--out")
         runs = load_folder(folder)
         written = write_report(runs, out or folder, names, spread=spread, figures=figures, sources=[str(folder)])
     except UsageError as err:
         fail(str(err))
     typer.echo(render_tables(written.tables, fmt), nl=False)
     for run in written.failed:
-        typer.echo(f"failed run: {run.path} ({run.problem})", err=True)
+        typer.echo(f"warning: skipped {run.path}: {run.problem}", err=True)
     typer.echo(f"wrote report.md, report.html, {len(written.tables)} tables (md, tex, csv) and "
                f"{len(written.figures)} figures (pdf, png) to {written.folder}", err=True)
 
@@ -177,11 +184,15 @@ def compare(
     """Your method's runs next to recorded runs on the same scenarios, Welch's t-test per metric."""
     from clbench.render import FORMATS, render_tables
     from clbench.report import write_report
+    from clbench.aggregate import failed_runs
+    from clbench.results import check_output_folder
     from clbench.tables import check_choice, compare_runs, load_folder, parse_metrics
 
     try:
         names = parse_metrics(metric_names)
         check_choice("format", fmt, FORMATS)
+        if out is not None:
+            check_output_folder(out, "--out")
         method_runs = load_folder(folder)
         recorded = [run for where in against for run in load_folder(where)]
         result = compare_runs(method_runs, recorded, names, spread, method_where=str(folder),
@@ -191,6 +202,8 @@ def compare(
                          sources=[str(folder), *map(str, against)], name="compare")
     except UsageError as err:
         fail(str(err))
+    for run in failed_runs(method_runs + recorded):
+        typer.echo(f"warning: skipped {run.path}: {run.problem}", err=True)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(render_tables(result.tables, fmt), nl=False)
@@ -269,7 +282,7 @@ def suite(
     if result.interrupted:
         typer.echo(f"interrupted after {len(result.ran) - len(failures)} runs finished now (kept in {result.root}); "
                    f"run the same command to go on", err=True)
-        raise typer.Exit(130)
+        _exit_now(130)
 
     from clbench.aggregate import format_table, group_runs, load_runs
 
@@ -362,11 +375,65 @@ def main() -> None:
     # frozen, they are skipped. Everything clbench writes is closed by then; an object that is only
     # reachable from a reference cycle is not finalized (a file a learner left open, unflushed).
     atexit.register(gc.freeze)
+    abort, usage, done = _click_exceptions("Abort"), _click_exceptions("ClickException"), _click_exceptions("Exit")
     try:
-        app()
+        code = app(standalone_mode=False)
     except UsageError as err:  # raised outside a command's own handling
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
+    except (KeyboardInterrupt, *abort):
+        typer.echo("interrupted", err=True)
+        _exit_now(130)
+    except usage as err:  # a bad option or argument: click's message, on one line
+        if type(err).__name__ == "NoArgsIsHelpError":
+            err.show()  # the help text
+        else:
+            ctx = getattr(err, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            typer.echo(f"error: {' '.join(err.format_message().split())}{hint}", err=True)
+        sys.exit(err.exit_code)
+    except done as err:
+        sys.exit(err.exit_code)
+    except Exception as err:  # noqa: BLE001 - a bug, not a user's mistake: one line and the traceback in a file
+        typer.echo(f"error: {type(err).__name__}: {' '.join(str(err).split())} (traceback in "
+                   f"{_save_traceback()}; please report it)", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_exceptions(name: str) -> tuple[type, ...]:
+    """click's exception class `name` from typer's vendored copy (typer >= 0.20), click and typer."""
+    import importlib
+
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions", "typer"):
+        try:
+            cls = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            continue
+        if isinstance(cls, type) and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+def _save_traceback() -> str:
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile("w", prefix="clbench-error-", suffix=".txt", delete=False) as fh:
+        fh.write(traceback.format_exc())
+    return fh.name
+
+
+def _exit_now(code: int) -> None:
+    """Exit without tearing the interpreter down: a run thread may still be inside torch, whose
+    threads abort the process ("terminate called without an active exception") when the
+    interpreter finalizes under them. Every finished run is already written atomically."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ def resolve(scenario: dict[str, Any], learner: str, overrides: dict[str, Any], s
 
     `name` labels the learner in results and tables (default: `clbench.registry.learner_label`).
     """
+    from clbench.suite_file import check_seed
+
+    check_seed(seed, "seed")
     canonical = resolve_reference(learner)
     cls = load_object(canonical)
     instance = make_learner(cls, overrides, learner, where)
@@ -41,9 +44,10 @@ def with_data_checksum(scenario: dict[str, Any]) -> dict[str, Any]:
     scenario = dict(scenario)
     dataset = scenario.get("dataset")
     if isinstance(dataset, str) and dataset.startswith("npz:"):
-        from clbench.data import file_sha256
+        from clbench.data import check_npz
 
-        scenario["dataset_sha256"] = file_sha256(dataset[4:])
+        options = {k: scenario[k] for k in ("test_fraction", "split_seed") if k in scenario}
+        scenario["dataset_sha256"] = check_npz(dataset[4:], **options)
     return scenario
 
 
@@ -103,7 +107,7 @@ def run_config(scenario: str | dict[str, Any] = "split-digits", learner: str = "
     coerced to the field's type, as `--set` does); `threads` sets torch's threads for the run;
     `progress(after_task, rows)` is called after row 0 and after each task.
     """
-    from clbench.results import find_run, read_run, run_id, write_run
+    from clbench.results import check_output_folder, find_run, read_run, run_id, write_run
     from clbench.scenario_names import check_protocol, scenario_config
 
     if isinstance(scenario, str):
@@ -111,14 +115,40 @@ def run_config(scenario: str | dict[str, Any] = "split-digits", learner: str = "
     elif protocol is not None:
         scenario = {**scenario, "protocol": check_protocol(protocol)}
     config = resolve(scenario, learner, dict(overrides or {}), seed)
+    check_output_folder(Path(results))
     existing = None if force else find_run(Path(results), run_id(config))
     if existing is None:
         if threads is not None:
             from clbench.executors import use_threads
 
             use_threads(threads)
-        existing = write_run(Path(results), config, execute(config, progress=progress).rows)
+        existing = write_run(Path(results), config, _execute_or_record(config, Path(results), progress))
         record, rows = read_run(existing)
         return StoredRun(existing, record, rows)
     record, rows = read_run(existing)
     return StoredRun(existing, record, rows, reused=True)
+
+
+def _execute_or_record(config: dict[str, Any], results: Path, progress) -> list[dict]:
+    """The rows of a run; when it fails, the failed run (rows so far, reason, traceback) is
+    written under `results` as a suite writes it, and `RunFailed` names its traceback file."""
+    import traceback
+
+    from clbench.errors import RunFailed
+    from clbench.results import write_run
+
+    rows: list[dict] = []
+
+    def collect(after_task: int, new: list[dict]) -> None:
+        rows.extend(new)
+        if progress is not None:
+            progress(after_task, new)
+
+    try:
+        return execute(config, progress=collect).rows
+    except Exception as err:  # noqa: BLE001 - recorded as a failed run, reported in one line
+        message = f"{type(err).__name__}: {' '.join(str(err).split()) or '(no message)'}"
+        text = traceback.format_exc()
+        path = write_run(results, config, rows, status="failed", extra={"error": message, "traceback": text},
+                         files={"traceback.txt": text})
+        raise RunFailed(f"the run failed: {message}", path / "traceback.txt") from None

@@ -64,6 +64,9 @@ def check_training_fields(learner) -> None:
     if getattr(learner, "iterations", 0) < 0:
         raise UsageError(f"iterations must be >= 0 (0 = train by epochs), got {learner.iterations}")
     learner.widths = tuple(learner.widths)
+    if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in learner.widths):
+        raise UsageError(f"widths must be whole numbers >= 1 (one per hidden layer, e.g. 100,100; empty for "
+                         f"none), got {','.join(map(str, learner.widths))}")
 
 
 class DivergenceError(RuntimeError):

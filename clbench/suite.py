@@ -186,7 +186,7 @@ def run_suite(path: str | Path, results: str | Path = "results", *, overrides: I
     returns what ran (`interrupted`). Bad input raises `UsageError` before anything runs.
     """
     from clbench.executors import available_cpus, make_executor
-    from clbench.results import clean_stale
+    from clbench.results import check_output_folder, clean_stale
 
     emit = on_event or (lambda event: None)
     start = time.perf_counter()
@@ -194,6 +194,7 @@ def run_suite(path: str | Path, results: str | Path = "results", *, overrides: I
     try:
         chosen.prepare()  # e.g. worker start-up, overlapping with reading the suite
         planned = plan_suite(path, results, overrides, seeds, force)
+        check_output_folder(planned.root)
     except BaseException:
         chosen.close()  # stop what prepare started
         raise
