@@ -6,6 +6,7 @@ users' own analysis.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -199,8 +200,10 @@ def failed_runs(runs: Iterable[StoredRun]) -> list[StoredRun]:
 
 
 def distinguishing_fields(groups: list[Group]) -> dict[str, str]:
-    """A short label per group: the learner name plus the fields that differ between groups
-    sharing that learner name, so sweeps of one learner stay apart in a table."""
+    """A label per group, unique among the groups of a scenario config: the learner name plus the
+    fields that differ between groups sharing that learner name, so sweeps of one learner stay
+    apart in a table. Long strings are shortened only where the shortened labels stay unique;
+    groups that still read alike get a short hash of their config."""
     by_name: dict[tuple[str, str], list[Group]] = {}
     for g in groups:
         by_name.setdefault((g.scenario_key, g.learner), []).append(g)
@@ -211,16 +214,28 @@ def distinguishing_fields(groups: list[Group]) -> dict[str, str]:
             continue
         flat = [_flatten(g.config) for g in same]
         differing = sorted(k for k in set().union(*flat) if len({json.dumps(f.get(k)) for f in flat}) > 1)
-        for g, f in zip(same, flat):
-            detail = ", ".join(f"{k.split('.')[-1]}={_short(f.get(k))}" for k in differing)
-            labels[g.key] = f"{g.learner} ({detail})" if detail else g.learner
+        for shorten in (True, False):
+            found = {}
+            for g, f in zip(same, flat):
+                detail = ", ".join(f"{k.split('.')[-1]}={_short(f.get(k), shorten)}" for k in differing)
+                found[g.key] = f"{g.learner} ({detail})" if detail else g.learner
+            if len(set(found.values())) == len(found):
+                break
+        labels.update(found)
+    by_label: dict[tuple[str, str], list[Group]] = {}
+    for g in groups:
+        by_label.setdefault((g.scenario_key, labels[g.key]), []).append(g)
+    for (_, label), alike in by_label.items():
+        if len(alike) > 1:  # different configs that print alike (1 and 1.0, a name shared by two classes)
+            for g in alike:
+                labels[g.key] = f"{label} #{hashlib.sha256(g.key.encode()).hexdigest()[:6]}"
     return labels
 
 
-def _short(value: Any) -> str:
-    """A value for a label: long strings (hashes, paths) cut to their first 8 characters."""
+def _short(value: Any, shorten: bool = True) -> str:
+    """A value for a label: long strings (hashes, paths) cut to their first 8 characters when `shorten`."""
     text = json.dumps(value) if isinstance(value, list) else str(value)
-    return text[:8] + "…" if isinstance(value, str) and len(text) > 16 else text
+    return text[:8] + "…" if shorten and isinstance(value, str) and len(text) > 16 else text
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -20,7 +20,7 @@ from clbench import metrics as M
 from clbench.aggregate import StoredRun, distinguishing_fields, failed_runs
 from clbench.render import md_escape, table_csv, table_latex, table_markdown, table_rows, to_csv, run_records
 from clbench.tables import (RunComparison, Table, build_tables, caption_parts, cell_parts, definitions,
-                            p_text, parse_metrics, seeds_cell, usable_groups)
+                            p_text, parse_metrics, seeds_cell, unique_slugs, usable_groups)
 
 @dataclass
 class Written:
@@ -49,6 +49,7 @@ def write_report(runs: list[StoredRun], out: Path, metric_names: Sequence[str] |
     if comparison is None:
         groups = usable_groups(runs, ", ".join(sources) or "the given runs")
         tables = build_tables(groups, metric_names, spread)
+        unique_slugs(tables)
         notes: list[str] = []
     else:
         groups = []
