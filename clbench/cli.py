@@ -398,6 +398,9 @@ def main() -> None:
         typer.echo(f"error: {type(err).__name__}: {' '.join(str(err).split())} (traceback in "
                    f"{_save_traceback()}; please report it)", err=True)
         sys.exit(1)
+    if code == 130:  # typer turns Ctrl-C inside a command into exit code 130
+        typer.echo("interrupted", err=True)
+        _exit_now(130)
     sys.exit(code if isinstance(code, int) else 0)
 
 
