@@ -81,8 +81,11 @@ def run(
                                 "fastest single-threaded)"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+    keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="keep the per-task checkpoints "
+                                          "(RESULTS/.ckpt-<run id>) after the run is written"),
 ) -> None:
-    """Run one learner on one scenario; print the accuracy matrix and metrics; write the run."""
+    """Run one learner on one scenario; print the accuracy matrix and metrics; write the run.
+    Killed, it resumes from its last finished task when started again."""
     from clbench.configs import run_config
     from clbench.display import format_run
     from clbench.fields import parse_assignments
@@ -101,7 +104,8 @@ def run(
     try:
         check_seed(seed, "--seed")
         stored = run_config(scenario, learner, seed, protocol=protocol, overrides=parse_assignments(overrides),
-                            results=results, force=force, threads=threads, progress=progress)
+                            results=results, force=force, threads=threads, progress=progress,
+                            keep_checkpoints=keep_checkpoints)
     except UsageError as err:
         fail(str(err))
     except RunFailed as err:

@@ -57,13 +57,14 @@ def instantiate(config: dict[str, Any]):
     return make_learner(cls, config["learner"]["fields"], config["learner"]["name"], "config")
 
 
-def execute(config: dict[str, Any], progress=None):
-    """Run a resolved config and return its `RunResult` (no I/O)."""
+def execute(config: dict[str, Any], progress=None, checkpoint=None):
+    """Run a resolved config and return its `RunResult`; with a `clbench.checkpoint.Checkpoint`,
+    save per-task checkpoints there and resume from the last one."""
     from clbench.runner import run
     from clbench.scenario import build_scenario
 
     scenario = build_scenario(config["scenario"])
-    return run(scenario, instantiate(config), config["seed"], progress=progress)
+    return run(scenario, instantiate(config), config["seed"], progress=progress, checkpoint=checkpoint)
 
 
 @dataclass
@@ -97,7 +98,8 @@ class StoredRun:
 def run_config(scenario: str | dict[str, Any] = "split-digits", learner: str = "finetune", seed: int = 0, *,
                protocol: str | None = None, overrides: dict[str, Any] | None = None,
                results: str | Path = "results", force: bool = False, threads: int | None = None,
-               progress: Callable[[int, list[dict]], None] | None = None) -> StoredRun:
+               progress: Callable[[int, list[dict]], None] | None = None,
+               keep_checkpoints: bool = False) -> StoredRun:
     """Run one learner on one scenario and store the run under `results`, or reuse the identical
     finished run there (unless `force`).
 
@@ -105,7 +107,9 @@ def run_config(scenario: str | dict[str, Any] = "split-digits", learner: str = "
     `builder`, `dataset`, its arguments, `name` and `protocol`); `learner` a short name,
     `module:Class`, `file.py:Class` or `PREFIX:NAME`; `overrides` set learner fields (strings are
     coerced to the field's type, as `--set` does); `threads` sets torch's threads for the run;
-    `progress(after_task, rows)` is called after row 0 and after each task.
+    `progress(after_task, rows)` is called after row 0 and after each task. The run saves a
+    checkpoint after each task under RESULTS/.ckpt-<run id> and, started again after being killed,
+    resumes from it; the checkpoints are removed once the run is written, unless `keep_checkpoints`.
     """
     from clbench.results import check_output_folder, find_run, read_run, run_id, write_run
     from clbench.scenario_names import check_protocol, scenario_config
@@ -122,14 +126,21 @@ def run_config(scenario: str | dict[str, Any] = "split-digits", learner: str = "
             from clbench.executors import use_threads
 
             use_threads(threads)
-        existing = write_run(Path(results), config, _execute_or_record(config, Path(results), progress))
+        from clbench.checkpoint import Checkpoint
+
+        checkpoint = Checkpoint.for_run(results, run_id(config))
+        if force:
+            checkpoint.remove()
+        existing = write_run(Path(results), config, _execute_or_record(config, Path(results), progress, checkpoint))
+        if not keep_checkpoints:
+            checkpoint.remove()
         record, rows = read_run(existing)
         return StoredRun(existing, record, rows)
     record, rows = read_run(existing)
     return StoredRun(existing, record, rows, reused=True)
 
 
-def _execute_or_record(config: dict[str, Any], results: Path, progress) -> list[dict]:
+def _execute_or_record(config: dict[str, Any], results: Path, progress, checkpoint=None) -> list[dict]:
     """The rows of a run; when it fails, the failed run (rows so far, reason, traceback) is
     written under `results` as a suite writes it, and `RunFailed` names its traceback file."""
     import traceback
@@ -145,7 +156,7 @@ def _execute_or_record(config: dict[str, Any], results: Path, progress) -> list[
             progress(after_task, new)
 
     try:
-        return execute(config, progress=collect).rows
+        return execute(config, progress=collect, checkpoint=checkpoint).rows
     except Exception as err:  # noqa: BLE001 - recorded as a failed run, reported in one line
         message = f"{type(err).__name__}: {' '.join(str(err).split()) or '(no message)'}"
         text = traceback.format_exc()

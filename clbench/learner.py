@@ -116,6 +116,19 @@ class SGDLearner(TrainingFields):
         self.units_ = OutputUnits(spec.n_outputs, spec.protocol)
         self.optimizer_ = self.make_optimizer()
 
+    def state_dict(self) -> dict:
+        """The learned state for a per-task checkpoint (`clbench.checkpoint.learner_state`): the
+        model, the optimiser, the generators and the trailing-underscore tensors and buffers."""
+        from clbench.checkpoint import learner_state
+
+        return learner_state(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict()` into a learner `setup` has just built for the same stream."""
+        from clbench.checkpoint import load_learner_state
+
+        load_learner_state(self, state)
+
     def make_optimizer(self) -> torch.optim.Optimizer:
         return build_optimizer(self.optimizer, self.model_.parameters(), self.lr, self.momentum, self.weight_decay)
 
