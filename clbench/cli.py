@@ -130,14 +130,16 @@ def check(
         instance = make_learner(load_learner(learner), parse_assignments(overrides), learner)
     except UsageError as err:
         fail(str(err))
-    results = check_learner(instance, raise_on_failure=False)
-    for r in results:
-        typer.echo(f"{'PASS' if r.passed else 'FAIL'}  {r.name:<38} {r.detail}")
+    results = check_learner(instance, raise_on_failure=False,
+                            on_result=lambda r: typer.echo(f"{r.verdict}  {r.name:<38} {r.detail}"))
     failed = [r for r in results if not r.passed]
+    warned = [r for r in results if r.warning]
+    note = (f"; {len(warned)} learned little (WARN: below the learning threshold, not an interface fault)"
+            if warned else "")
     if failed:
-        typer.echo(f"{learner}: {len(failed)} of {len(results)} checks failed")
+        typer.echo(f"{learner}: {len(failed)} of {len(results)} checks failed{note}")
         raise typer.Exit(1)
-    typer.echo(f"{learner}: all {len(results)} checks passed")
+    typer.echo(f"{learner}: all {len(results)} checks passed{note}")
 
 
 @app.command()
