@@ -151,8 +151,10 @@ def report(
     fmt: str = typer.Option("markdown", "--format", "-f", help="tables printed to stdout: markdown, latex or csv"),
     spread: str = typer.Option("sem", "--spread", help="the ± in tables: sem, std or ci95"),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="draw the figures (PDF and PNG)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress line on the terminal"),
 ) -> None:
     """Tables, figures and a self-contained HTML report of the runs in FOLDER."""
+    from clbench.progress import Status
     from clbench.render import FORMATS, render_tables
     from clbench.report import write_report
     from clbench.results import check_output_folder
@@ -163,8 +165,12 @@ def report(
         check_choice("format", fmt, FORMATS)
         if out is not None:
             check_output_folder(out, "--out")
+        status = Status(quiet)
+        status.show(f"reading the runs under {folder}")
         runs = load_folder(folder)
-        written = write_report(runs, out or folder, names, spread=spread, figures=figures, sources=[str(folder)])
+        written = write_report(runs, out or folder, names, spread=spread, figures=figures, sources=[str(folder)],
+                               progress=lambda text: status.show(f"writing {text}"))
+        status.clear()
     except UsageError as err:
         fail(str(err))
     typer.echo(render_tables(written.tables, fmt), nl=False)
@@ -186,8 +192,10 @@ def compare(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write compare.md, compare.html, tables "
                                        "and figures here"),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="with --out: draw the figures"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress line on the terminal"),
 ) -> None:
     """Your method's runs next to recorded runs on the same scenarios, Welch's t-test per metric."""
+    from clbench.progress import Status
     from clbench.render import FORMATS, render_tables
     from clbench.report import write_report
     from clbench.aggregate import failed_runs
@@ -199,13 +207,18 @@ def compare(
         check_choice("format", fmt, FORMATS)
         if out is not None:
             check_output_folder(out, "--out")
+        status = Status(quiet)
+        status.show(f"reading the runs under {folder} and {', '.join(map(str, against))}")
         method_runs = load_folder(folder)
         recorded = [run for where in against for run in load_folder(where)]
+        status.show("comparing")
         result = compare_runs(method_runs, recorded, names, spread, method_where=str(folder),
                               against_where=", ".join(map(str, against)))
         if out is not None:
             write_report(method_runs + recorded, out, names, spread=spread, figures=figures, comparison=result,
-                         sources=[str(folder), *map(str, against)], name="compare")
+                         sources=[str(folder), *map(str, against)], name="compare",
+                         progress=lambda text: status.show(f"writing {text}"))
+        status.clear()
     except UsageError as err:
         fail(str(err))
     for run in failed_runs(method_runs + recorded):

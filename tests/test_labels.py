@@ -86,3 +86,18 @@ def test_compare_out_keeps_every_sweep_variant_of_a_method(tmp_path, capsys, mon
                     and "runs" not in p.name)
     assert len(tables) == 2 and len(set(tables)) == 2
     assert {("lr-0-01" in t, "lr-0-02" in t) for t in tables} == {(True, False), (False, True)}
+
+
+def test_report_shows_a_progress_line_on_a_terminal_only(tmp_path):
+    """`clbench.progress.Status`: redrawn in place on a terminal, nothing when piped or quiet."""
+    import io
+
+    from clbench.progress import Status
+
+    live, piped, quiet = io.StringIO(), io.StringIO(), io.StringIO()
+    for stream, kwargs in ((live, {"live": True}), (piped, {"live": False}), (quiet, {"live": True, "quiet": True})):
+        status = Status(stream=stream, **kwargs)
+        status.show("writing figures of 2 tables")
+        status.clear()
+    assert "writing figures of 2 tables" in live.getvalue() and "\r" in live.getvalue()
+    assert piped.getvalue() == "" and quiet.getvalue() == ""
