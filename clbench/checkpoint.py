@@ -56,7 +56,8 @@ class Checkpoint:
     def latest(self) -> int | None:
         """The last task with a complete checkpoint, or None."""
         tasks = [int(m.group(1)) for p in self.folder.glob("task-*.json")
-                 if (m := re.fullmatch(r"task-(\d+)\.json", p.name)) and (self.folder / f"task-{m.group(1)}.pt").is_file()]
+                 if (m := re.fullmatch(r"task-(\d+)\.json", p.name))
+                 and (self.folder / f"task-{m.group(1)}.pt").is_file()]
         return max(tasks, default=None)
 
     def load(self) -> Saved | None:
