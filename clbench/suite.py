@@ -103,15 +103,25 @@ def execute_plan(runs: Sequence[PlannedRun], root: Path, executor) -> Iterator[S
     a second while nothing happens (for a live display)."""
     from clbench.executors import RunStarted
 
+    from clbench.configs import CHECKPOINTS_KEY
+
     by_id = {r.run_id: r for r in runs}
-    for event in executor.execute([(r.run_id, r.config) for r in runs]):
+    # Runs on this machine checkpoint each task under the results folder and resume from there.
+    local = getattr(executor, "checkpoints_here", True)
+    jobs = [(r.run_id, {**r.config, CHECKPOINTS_KEY: str(root)} if local else r.config) for r in runs]
+    for event in executor.execute(jobs):
         if event is None:
             yield None
         elif isinstance(event, RunStarted):
             yield Started(by_id[event.run_id])
         else:
             run = by_id[event.run_id]
-            yield Finished(run, event, write_outcome(root, run.config, event))
+            path = write_outcome(root, run.config, event)
+            if event.status == "ok":
+                from clbench.checkpoint import Checkpoint
+
+                Checkpoint.for_run(root, run.run_id).remove()
+            yield Finished(run, event, path)
 
 
 def write_outcome(root: Path, config: dict[str, Any], outcome) -> Path:

@@ -110,3 +110,29 @@ def test_a_run_killed_with_sigkill_in_task_3_resumes_to_the_same_matrix(tmp_path
     matrix = [[(r["after_task"], r["eval_task"], r["accuracy"]) for r in read_run(p)[1]] for p in (a, b)]
     assert matrix[0] == matrix[1]
     assert not folder.exists()  # removed once the run is written
+
+
+def test_a_suite_run_checkpoints_under_the_results_folder_and_resumes(tmp_path):
+    """Local executors get the results folder with each config; the checkpoint is removed once
+    the suite writes the run."""
+    from clbench.configs import CHECKPOINTS_KEY, execute
+    from clbench.executors import InProcess
+    from clbench.suite import execute_plan
+    from clbench.suite_file import PlannedRun
+
+    config = resolve(scenario_config("split-digits"), "replay", {"epochs": 1}, 2)
+    rid = run_id(config)
+    whole = run(small("class_il"), instantiate(config), 2).matrix
+    checkpoint = Checkpoint.for_run(tmp_path, rid)
+    with pytest.raises(Killed):  # as a worker killed in task 3 leaves it
+        run(small("class_il"), killed_in(instantiate(config), 3), 2, checkpoint=checkpoint)
+    assert checkpoint.latest() == 2
+    seen = []
+    execute({**config, CHECKPOINTS_KEY: str(tmp_path)}, progress=lambda k, rows: seen.append(k))
+    assert seen == [2, 3, 4, 5]
+    events = list(execute_plan([PlannedRun(rid, config, "replay")], tmp_path, InProcess()))
+    (finished,) = [e for e in events if e is not None and hasattr(e, "outcome")]
+    stored = read_run(finished.path)[1]
+    assert [(r["after_task"], r["eval_task"]) for r in stored] == [(i, j) for i in range(6) for j in range(1, 6)]
+    np.testing.assert_array_equal(np.array([r["accuracy"] for r in stored]).reshape(6, 5), whole)
+    assert not checkpoint.folder.exists()
