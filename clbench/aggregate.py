@@ -6,6 +6,7 @@ users' own analysis.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from clbench import metrics
-from clbench.results import RUN_FILE, matrix_from_rows, read_run
+from clbench.results import RUN_FILE, DamagedRun, matrix_from_rows, read_run
 
 if TYPE_CHECKING:
     import pandas
@@ -43,6 +44,8 @@ class StoredRun:
     def problem(self) -> str | None:
         """Why this run cannot be used (failed, or rows that do not fill the matrix), or None."""
         status = self.record.get("status", "ok")
+        if status == "damaged":
+            return f"damaged: {self.record.get('error')}"
         if status != "ok":
             error = str(self.record.get("error") or "").strip().splitlines()
             return f"status {status}" + (f": {error[-1]}" if error else "")
@@ -136,12 +139,22 @@ def load_runs(root: Path | Iterable[Path]) -> list[StoredRun]:
             if any(part.startswith(".tmp-") or part.startswith(".old-") for part in run_file.parts):
                 continue
             try:
-                record, rows = read_run(run_file.parent) if (run_file.parent / "rows.csv").exists() else (
-                    json.loads(run_file.read_text()), [])
-            except (OSError, ValueError, KeyError) as err:  # a damaged run is listed, not fatal
-                record, rows = {"status": "unreadable", "error": f"{type(err).__name__}: {err}"}, []
+                record, rows = read_run(run_file.parent)
+            except DamagedRun as err:  # listed with its reason, never used; the rest go on
+                record, rows = {**_readable_record(run_file), "status": "damaged", "error": str(err)}, []
+            except (OSError, ValueError, KeyError) as err:
+                record, rows = {"status": "damaged", "error": f"{type(err).__name__}: {err}"}, []
             runs.append(StoredRun(run_file.parent, record, rows))
     return runs
+
+
+def _readable_record(run_file: Path) -> dict[str, Any]:
+    """What can still be read of a damaged run's record (its config names the run in a report)."""
+    try:
+        record = json.loads(run_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _groupable(config: dict[str, Any]) -> bool:
@@ -187,8 +200,10 @@ def failed_runs(runs: Iterable[StoredRun]) -> list[StoredRun]:
 
 
 def distinguishing_fields(groups: list[Group]) -> dict[str, str]:
-    """A short label per group: the learner name plus the fields that differ between groups
-    sharing that learner name, so sweeps of one learner stay apart in a table."""
+    """A label per group, unique among the groups of a scenario config: the learner name plus the
+    fields that differ between groups sharing that learner name, so sweeps of one learner stay
+    apart in a table. Long strings are shortened only where the shortened labels stay unique;
+    groups that still read alike get a short hash of their config."""
     by_name: dict[tuple[str, str], list[Group]] = {}
     for g in groups:
         by_name.setdefault((g.scenario_key, g.learner), []).append(g)
@@ -199,16 +214,28 @@ def distinguishing_fields(groups: list[Group]) -> dict[str, str]:
             continue
         flat = [_flatten(g.config) for g in same]
         differing = sorted(k for k in set().union(*flat) if len({json.dumps(f.get(k)) for f in flat}) > 1)
-        for g, f in zip(same, flat):
-            detail = ", ".join(f"{k.split('.')[-1]}={_short(f.get(k))}" for k in differing)
-            labels[g.key] = f"{g.learner} ({detail})" if detail else g.learner
+        for shorten in (True, False):
+            found = {}
+            for g, f in zip(same, flat):
+                detail = ", ".join(f"{k.split('.')[-1]}={_short(f.get(k), shorten)}" for k in differing)
+                found[g.key] = f"{g.learner} ({detail})" if detail else g.learner
+            if len(set(found.values())) == len(found):
+                break
+        labels.update(found)
+    by_label: dict[tuple[str, str], list[Group]] = {}
+    for g in groups:
+        by_label.setdefault((g.scenario_key, labels[g.key]), []).append(g)
+    for (_, label), alike in by_label.items():
+        if len(alike) > 1:  # different configs that print alike (1 and 1.0, a name shared by two classes)
+            for g in alike:
+                labels[g.key] = f"{label} #{hashlib.sha256(g.key.encode()).hexdigest()[:6]}"
     return labels
 
 
-def _short(value: Any) -> str:
-    """A value for a label: long strings (hashes, paths) cut to their first 8 characters."""
+def _short(value: Any, shorten: bool = True) -> str:
+    """A value for a label: long strings (hashes, paths) cut to their first 8 characters when `shorten`."""
     text = json.dumps(value) if isinstance(value, list) else str(value)
-    return text[:8] + "…" if isinstance(value, str) and len(text) > 16 else text
+    return text[:8] + "…" if shorten and isinstance(value, str) and len(text) > 16 else text
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from clbench.errors import UsageError
+from clbench.errors import RunFailed, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="clbench: continual-learning benchmarks with full accuracy matrices and forgetting reports.")
@@ -81,11 +81,15 @@ def run(
                                 "fastest single-threaded)"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+    keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="keep the per-task checkpoints "
+                                          "(RESULTS/.ckpt-<run id>) after the run is written"),
 ) -> None:
-    """Run one learner on one scenario; print the accuracy matrix and metrics; write the run."""
+    """Run one learner on one scenario; print the accuracy matrix and metrics; write the run.
+    Killed, it resumes from its last finished task when started again."""
     from clbench.configs import run_config
     from clbench.display import format_run
     from clbench.fields import parse_assignments
+    from clbench.suite_file import check_seed
 
     if threads < 1:
         fail(f"--threads must be at least 1, got {threads}")
@@ -98,10 +102,14 @@ def run(
                        f"mean accuracy on tasks seen {100 * sum(seen) / len(seen):.1f}%", err=True)
 
     try:
+        check_seed(seed, "--seed")
         stored = run_config(scenario, learner, seed, protocol=protocol, overrides=parse_assignments(overrides),
-                            results=results, force=force, threads=threads, progress=progress)
+                            results=results, force=force, threads=threads, progress=progress,
+                            keep_checkpoints=keep_checkpoints)
     except UsageError as err:
         fail(str(err))
+    except RunFailed as err:
+        fail(f"{err} (traceback in {err.traceback_path})", code=1)
     if stored.reused:
         typer.echo(f"reusing the finished run in {stored.path} (--force runs it again)", err=True)
     typer.echo(format_run(stored.record, stored.rows, stored.matrix))
@@ -122,14 +130,16 @@ def check(
         instance = make_learner(load_learner(learner), parse_assignments(overrides), learner)
     except UsageError as err:
         fail(str(err))
-    results = check_learner(instance, raise_on_failure=False)
-    for r in results:
-        typer.echo(f"{'PASS' if r.passed else 'FAIL'}  {r.name:<38} {r.detail}")
+    results = check_learner(instance, raise_on_failure=False,
+                            on_result=lambda r: typer.echo(f"{r.verdict}  {r.name:<38} {r.detail}"))
     failed = [r for r in results if not r.passed]
+    warned = [r for r in results if r.warning]
+    note = (f"; {len(warned)} learned little (WARN: below the learning threshold, not an interface fault)"
+            if warned else "")
     if failed:
-        typer.echo(f"{learner}: {len(failed)} of {len(results)} checks failed")
+        typer.echo(f"{learner}: {len(failed)} of {len(results)} checks failed{note}")
         raise typer.Exit(1)
-    typer.echo(f"{learner}: all {len(results)} checks passed")
+    typer.echo(f"{learner}: all {len(results)} checks passed{note}")
 
 
 @app.command()
@@ -141,22 +151,31 @@ def report(
     fmt: str = typer.Option("markdown", "--format", "-f", help="tables printed to stdout: markdown, latex or csv"),
     spread: str = typer.Option("sem", "--spread", help="the ± in tables: sem, std or ci95"),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="draw the figures (PDF and PNG)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress line on the terminal"),
 ) -> None:
     """Tables, figures and a self-contained HTML report of the runs in FOLDER."""
+    from clbench.progress import Status
     from clbench.render import FORMATS, render_tables
     from clbench.report import write_report
+    from clbench.results import check_output_folder
     from clbench.tables import check_choice, load_folder, parse_metrics
 
     try:
         names = parse_metrics(metric_names)
         check_choice("format", fmt, FORMATS)
+        if out is not None:
+            check_output_folder(out, "--out")
+        status = Status(quiet)
+        status.show(f"reading the runs under {folder}")
         runs = load_folder(folder)
-        written = write_report(runs, out or folder, names, spread=spread, figures=figures, sources=[str(folder)])
+        written = write_report(runs, out or folder, names, spread=spread, figures=figures, sources=[str(folder)],
+                               progress=lambda text: status.show(f"writing {text}"))
+        status.clear()
     except UsageError as err:
         fail(str(err))
     typer.echo(render_tables(written.tables, fmt), nl=False)
     for run in written.failed:
-        typer.echo(f"failed run: {run.path} ({run.problem})", err=True)
+        typer.echo(f"warning: skipped {run.path}: {run.problem}", err=True)
     typer.echo(f"wrote report.md, report.html, {len(written.tables)} tables (md, tex, csv) and "
                f"{len(written.figures)} figures (pdf, png) to {written.folder}", err=True)
 
@@ -173,24 +192,37 @@ def compare(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write compare.md, compare.html, tables "
                                        "and figures here"),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="with --out: draw the figures"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress line on the terminal"),
 ) -> None:
     """Your method's runs next to recorded runs on the same scenarios, Welch's t-test per metric."""
+    from clbench.progress import Status
     from clbench.render import FORMATS, render_tables
     from clbench.report import write_report
+    from clbench.aggregate import failed_runs
+    from clbench.results import check_output_folder
     from clbench.tables import check_choice, compare_runs, load_folder, parse_metrics
 
     try:
         names = parse_metrics(metric_names)
         check_choice("format", fmt, FORMATS)
+        if out is not None:
+            check_output_folder(out, "--out")
+        status = Status(quiet)
+        status.show(f"reading the runs under {folder} and {', '.join(map(str, against))}")
         method_runs = load_folder(folder)
         recorded = [run for where in against for run in load_folder(where)]
+        status.show("comparing")
         result = compare_runs(method_runs, recorded, names, spread, method_where=str(folder),
                               against_where=", ".join(map(str, against)))
         if out is not None:
             write_report(method_runs + recorded, out, names, spread=spread, figures=figures, comparison=result,
-                         sources=[str(folder), *map(str, against)], name="compare")
+                         sources=[str(folder), *map(str, against)], name="compare",
+                         progress=lambda text: status.show(f"writing {text}"))
+        status.clear()
     except UsageError as err:
         fail(str(err))
+    for run in failed_runs(method_runs + recorded):
+        typer.echo(f"warning: skipped {run.path}: {run.problem}", err=True)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(render_tables(result.tables, fmt), nl=False)
@@ -269,7 +301,7 @@ def suite(
     if result.interrupted:
         typer.echo(f"interrupted after {len(result.ran) - len(failures)} runs finished now (kept in {result.root}); "
                    f"run the same command to go on", err=True)
-        raise typer.Exit(130)
+        _exit_now(130)
 
     from clbench.aggregate import format_table, group_runs, load_runs
 
@@ -362,11 +394,68 @@ def main() -> None:
     # frozen, they are skipped. Everything clbench writes is closed by then; an object that is only
     # reachable from a reference cycle is not finalized (a file a learner left open, unflushed).
     atexit.register(gc.freeze)
+    abort, usage, done = _click_exceptions("Abort"), _click_exceptions("ClickException"), _click_exceptions("Exit")
     try:
-        app()
+        code = app(standalone_mode=False)
     except UsageError as err:  # raised outside a command's own handling
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
+    except (KeyboardInterrupt, *abort):
+        typer.echo("interrupted", err=True)
+        _exit_now(130)
+    except usage as err:  # a bad option or argument: click's message, on one line
+        if type(err).__name__ == "NoArgsIsHelpError":
+            err.show()  # the help text
+        else:
+            ctx = getattr(err, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            typer.echo(f"error: {' '.join(err.format_message().split())}{hint}", err=True)
+        sys.exit(err.exit_code)
+    except done as err:
+        sys.exit(err.exit_code)
+    except Exception as err:  # noqa: BLE001 - a bug, not a user's mistake: one line and the traceback in a file
+        typer.echo(f"error: {type(err).__name__}: {' '.join(str(err).split())} (traceback in "
+                   f"{_save_traceback()}; please report it)", err=True)
+        sys.exit(1)
+    if code == 130:  # typer turns Ctrl-C inside a command into exit code 130
+        typer.echo("interrupted", err=True)
+        _exit_now(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_exceptions(name: str) -> tuple[type, ...]:
+    """click's exception class `name` from typer's vendored copy (typer >= 0.20), click and typer."""
+    import importlib
+
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions", "typer"):
+        try:
+            cls = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            continue
+        if isinstance(cls, type) and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+def _save_traceback() -> str:
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile("w", prefix="clbench-error-", suffix=".txt", delete=False) as fh:
+        fh.write(traceback.format_exc())
+    return fh.name
+
+
+def _exit_now(code: int) -> None:
+    """Exit without tearing the interpreter down: a run thread may still be inside torch, whose
+    threads abort the process ("terminate called without an active exception") when the
+    interpreter finalizes under them. Every finished run is already written atomically."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

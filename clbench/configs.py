@@ -21,6 +21,9 @@ def resolve(scenario: dict[str, Any], learner: str, overrides: dict[str, Any], s
 
     `name` labels the learner in results and tables (default: `clbench.registry.learner_label`).
     """
+    from clbench.suite_file import check_seed
+
+    check_seed(seed, "seed")
     canonical = resolve_reference(learner)
     cls = load_object(canonical)
     instance = make_learner(cls, overrides, learner, where)
@@ -41,9 +44,10 @@ def with_data_checksum(scenario: dict[str, Any]) -> dict[str, Any]:
     scenario = dict(scenario)
     dataset = scenario.get("dataset")
     if isinstance(dataset, str) and dataset.startswith("npz:"):
-        from clbench.data import file_sha256
+        from clbench.data import check_npz
 
-        scenario["dataset_sha256"] = file_sha256(dataset[4:])
+        options = {k: scenario[k] for k in ("test_fraction", "split_seed") if k in scenario}
+        scenario["dataset_sha256"] = check_npz(dataset[4:], **options)
     return scenario
 
 
@@ -53,13 +57,26 @@ def instantiate(config: dict[str, Any]):
     return make_learner(cls, config["learner"]["fields"], config["learner"]["name"], "config")
 
 
-def execute(config: dict[str, Any], progress=None):
-    """Run a resolved config and return its `RunResult` (no I/O)."""
+CHECKPOINTS_KEY = "_checkpoints"  # a results folder a suite adds to the configs it hands to local executors
+
+
+def execute(config: dict[str, Any], progress=None, checkpoint=None):
+    """Run a resolved config and return its `RunResult`; with a `clbench.checkpoint.Checkpoint`,
+    save per-task checkpoints there and resume from the last one. A config carrying
+    `CHECKPOINTS_KEY` (a suite's results folder) checkpoints under that folder."""
     from clbench.runner import run
     from clbench.scenario import build_scenario
 
+    if CHECKPOINTS_KEY in config:
+        from clbench.checkpoint import Checkpoint
+        from clbench.results import run_id
+
+        root = config[CHECKPOINTS_KEY]
+        config = {k: v for k, v in config.items() if k != CHECKPOINTS_KEY}
+        checkpoint = Checkpoint.for_run(root, run_id(config))
+
     scenario = build_scenario(config["scenario"])
-    return run(scenario, instantiate(config), config["seed"], progress=progress)
+    return run(scenario, instantiate(config), config["seed"], progress=progress, checkpoint=checkpoint)
 
 
 @dataclass
@@ -93,7 +110,8 @@ class StoredRun:
 def run_config(scenario: str | dict[str, Any] = "split-digits", learner: str = "finetune", seed: int = 0, *,
                protocol: str | None = None, overrides: dict[str, Any] | None = None,
                results: str | Path = "results", force: bool = False, threads: int | None = None,
-               progress: Callable[[int, list[dict]], None] | None = None) -> StoredRun:
+               progress: Callable[[int, list[dict]], None] | None = None,
+               keep_checkpoints: bool = False) -> StoredRun:
     """Run one learner on one scenario and store the run under `results`, or reuse the identical
     finished run there (unless `force`).
 
@@ -101,9 +119,11 @@ def run_config(scenario: str | dict[str, Any] = "split-digits", learner: str = "
     `builder`, `dataset`, its arguments, `name` and `protocol`); `learner` a short name,
     `module:Class`, `file.py:Class` or `PREFIX:NAME`; `overrides` set learner fields (strings are
     coerced to the field's type, as `--set` does); `threads` sets torch's threads for the run;
-    `progress(after_task, rows)` is called after row 0 and after each task.
+    `progress(after_task, rows)` is called after row 0 and after each task. The run saves a
+    checkpoint after each task under RESULTS/.ckpt-<run id> and, started again after being killed,
+    resumes from it; the checkpoints are removed once the run is written, unless `keep_checkpoints`.
     """
-    from clbench.results import find_run, read_run, run_id, write_run
+    from clbench.results import check_output_folder, find_run, read_run, run_id, write_run
     from clbench.scenario_names import check_protocol, scenario_config
 
     if isinstance(scenario, str):
@@ -111,14 +131,47 @@ def run_config(scenario: str | dict[str, Any] = "split-digits", learner: str = "
     elif protocol is not None:
         scenario = {**scenario, "protocol": check_protocol(protocol)}
     config = resolve(scenario, learner, dict(overrides or {}), seed)
+    check_output_folder(Path(results))
     existing = None if force else find_run(Path(results), run_id(config))
     if existing is None:
         if threads is not None:
             from clbench.executors import use_threads
 
             use_threads(threads)
-        existing = write_run(Path(results), config, execute(config, progress=progress).rows)
+        from clbench.checkpoint import Checkpoint
+
+        checkpoint = Checkpoint.for_run(results, run_id(config))
+        if force:
+            checkpoint.remove()
+        existing = write_run(Path(results), config, _execute_or_record(config, Path(results), progress, checkpoint))
+        if not keep_checkpoints:
+            checkpoint.remove()
         record, rows = read_run(existing)
         return StoredRun(existing, record, rows)
     record, rows = read_run(existing)
     return StoredRun(existing, record, rows, reused=True)
+
+
+def _execute_or_record(config: dict[str, Any], results: Path, progress, checkpoint=None) -> list[dict]:
+    """The rows of a run; when it fails, the failed run (rows so far, reason, traceback) is
+    written under `results` as a suite writes it, and `RunFailed` names its traceback file."""
+    import traceback
+
+    from clbench.errors import RunFailed
+    from clbench.results import write_run
+
+    rows: list[dict] = []
+
+    def collect(after_task: int, new: list[dict]) -> None:
+        rows.extend(new)
+        if progress is not None:
+            progress(after_task, new)
+
+    try:
+        return execute(config, progress=collect, checkpoint=checkpoint).rows
+    except Exception as err:  # noqa: BLE001 - recorded as a failed run, reported in one line
+        message = f"{type(err).__name__}: {' '.join(str(err).split()) or '(no message)'}"
+        text = traceback.format_exc()
+        path = write_run(results, config, rows, status="failed", extra={"error": message, "traceback": text},
+                         files={"traceback.txt": text})
+        raise RunFailed(f"the run failed: {message}", path / "traceback.txt") from None

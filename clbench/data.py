@@ -22,6 +22,7 @@ import functools
 import hashlib
 import importlib.util
 import inspect
+import zipfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -88,6 +89,21 @@ def _sha256(path: str, size: int, mtime_ns: int, ctime_ns: int) -> str:
     return digest.hexdigest()
 
 
+def check_npz(path: str | Path, test_fraction: float = 0.2, split_seed: int = 0) -> str:
+    """Read and check a user's `.npz` (keys, shapes, labels 0..K-1) as a run will, and return its
+    sha256; a fault is a DataError naming the file. Suites call this while planning, so a bad file
+    stops the suite before any run starts; it is checked once per file content."""
+    sha256 = file_sha256(path)
+    _check_npz(str(Path(path).expanduser().resolve()), sha256, test_fraction, split_seed)
+    return sha256
+
+
+@functools.lru_cache(maxsize=32)
+def _check_npz(path: str, sha256: str, test_fraction: float, split_seed: int) -> bool:
+    npz(path, test_fraction, split_seed)
+    return True
+
+
 def npz(path: str | Path, test_fraction: float = 0.2, split_seed: int = 0) -> ArrayDataset:
     """A user's arrays from a `.npz` file, as float32 (N, C, H, W) in [0, 1].
 
@@ -104,8 +120,13 @@ def npz(path: str | Path, test_fraction: float = 0.2, split_seed: int = 0) -> Ar
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (ValueError, OSError) as err:
-        raise DataError(f"{path}: cannot read as .npz ({err})") from None
+    except zipfile.BadZipFile as err:  # cut short, or not a zip archive at all
+        raise DataError(f"{path}: not a readable .npz archive ({err}; a .npz is numpy.savez's zip of "
+                        f"arrays, and this one is damaged or cut short)") from None
+    except (ValueError, OSError, EOFError) as err:
+        reason = "not an .npz archive" if "pickled" in str(err) else " ".join(str(err).split())
+        raise DataError(f"{path}: cannot read as .npz ({reason}; expected numpy.savez's archive of x_train, "
+                        f"y_train and optionally x_test, y_test)") from None
     missing = [k for k in ("x_train", "y_train") if k not in arrays]
     if missing:
         raise DataError(f"{path}: missing {', '.join(missing)} (found {', '.join(sorted(arrays)) or 'nothing'}; "

@@ -16,3 +16,12 @@ def unknown_name_error(kind: str, name: str, known: Iterable[str], context: str 
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     return UsageError(f"unknown {kind} {name!r}{context}{hint} (valid: {', '.join(known)})")
+
+
+class RunFailed(RuntimeError):
+    """A run that started and failed (its loss diverged, the learner raised). The failed run is
+    recorded; `traceback_path` is the file holding its traceback."""
+
+    def __init__(self, message: str, traceback_path) -> None:
+        super().__init__(message)
+        self.traceback_path = traceback_path

@@ -64,6 +64,9 @@ def check_training_fields(learner) -> None:
     if getattr(learner, "iterations", 0) < 0:
         raise UsageError(f"iterations must be >= 0 (0 = train by epochs), got {learner.iterations}")
     learner.widths = tuple(learner.widths)
+    if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in learner.widths):
+        raise UsageError(f"widths must be whole numbers >= 1 (one per hidden layer, e.g. 100,100; empty for "
+                         f"none), got {','.join(map(str, learner.widths))}")
 
 
 class DivergenceError(RuntimeError):
@@ -112,6 +115,19 @@ class SGDLearner(TrainingFields):
         self.generator_ = torch.Generator().manual_seed(seed)
         self.units_ = OutputUnits(spec.n_outputs, spec.protocol)
         self.optimizer_ = self.make_optimizer()
+
+    def state_dict(self) -> dict:
+        """The learned state for a per-task checkpoint (`clbench.checkpoint.learner_state`): the
+        model, the optimiser, the generators and the trailing-underscore tensors and buffers."""
+        from clbench.checkpoint import learner_state
+
+        return learner_state(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict()` into a learner `setup` has just built for the same stream."""
+        from clbench.checkpoint import load_learner_state
+
+        load_learner_state(self, state)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         return build_optimizer(self.optimizer, self.model_.parameters(), self.lr, self.momentum, self.weight_decay)

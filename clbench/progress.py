@@ -116,3 +116,26 @@ class SuiteProgress:
             text = text[:max(0, width - 1)] + "…"
         self.stream.write("\r\x1b[2K" + text)
         self.stream.flush()
+
+
+class Status:
+    """One live status line for a long command (`report`, `compare --out`): what it is doing now,
+    redrawn in place on a terminal (stderr), silent when piped or `quiet`."""
+
+    def __init__(self, quiet: bool = False, stream: TextIO | None = None, live: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.live = (self.stream.isatty() if live is None else live) and not quiet
+        self.start = time.monotonic()
+
+    def show(self, text: str) -> None:
+        if not self.live:
+            return
+        text = f"[{format_seconds(time.monotonic() - self.start)}] {text}"
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        self.stream.write("\r\x1b[2K" + (text if len(text) <= width else text[:max(0, width - 1)] + "…"))
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.live:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()

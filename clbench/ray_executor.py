@@ -18,6 +18,8 @@ class RayExecutor:
     the suite joins that cluster and leaves it running. At most as many runs are in flight as
     the cluster has CPUs for, so "running" in the display means running."""
 
+    checkpoints_here = False  # runs may execute on other machines: no per-task checkpoints there
+
     def __init__(self, jobs: int | None = None, threads: int = 1, address: str | None = None) -> None:
         try:
             import ray

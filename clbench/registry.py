@@ -82,6 +82,8 @@ def resolve_reference(ref: str) -> str:
     if sep and prefix in learner_families():
         return learner_families()[prefix].reference(rest)
     if ":" not in ref:
+        if _is_file_ref(ref):
+            raise _missing_class_error(ref)
         raise unknown_name_error("learner", ref, names)
     target, attr = _split_ref(ref)
     if _is_file_ref(target):
@@ -90,6 +92,28 @@ def resolve_reference(ref: str) -> str:
             raise UsageError(f"learner file not found: {target} (in {ref!r})")
         return f"{path}:{attr}"
     return ref
+
+
+def _missing_class_error(ref: str) -> UsageError:
+    """A file reference without `:Class`: say so, and list the classes the file defines."""
+    path = Path(ref).expanduser()
+    if not path.is_file():
+        return UsageError(f"learner file not found: {ref} (give path/to/file.py:Class)")
+    try:
+        classes = [n.name for n in ast.parse(path.read_text(encoding="utf-8")).body if isinstance(n, ast.ClassDef)]
+    except (SyntaxError, ValueError, OSError, UnicodeDecodeError):
+        classes = []
+    found = f"classes in {ref}: {', '.join(classes)}" if classes else f"{ref} defines no class at its top level"
+    return UsageError(f"learner {ref!r} names a file but not the class in it: give {ref}:CLASS ({found})")
+
+
+def _import_failure(err: BaseException, what: str) -> UsageError:
+    """One line for a learner module that fails to import (a syntax error, a missing package)."""
+    if isinstance(err, SyntaxError):
+        where = f"{err.filename or what}, line {err.lineno}" if err.lineno else (err.filename or what)
+        return UsageError(f"learner {what}: {type(err).__name__} in {where}: {err.msg}")
+    message = " ".join(str(err).split()) or "(no message)"
+    return UsageError(f"learner {what}: importing it failed: {type(err).__name__}: {message}")
 
 
 def load_object(ref: str) -> Any:
@@ -102,6 +126,8 @@ def load_object(ref: str) -> Any:
             module = importlib.import_module(target)
         except ModuleNotFoundError as err:
             raise UsageError(f"cannot import module {target!r} (from {ref!r}): {err}") from None
+        except Exception as err:  # the module itself is broken: one line, not its traceback
+            raise _import_failure(err, f"module {target!r}") from None
     try:
         return getattr(module, attr)
     except AttributeError:
@@ -120,9 +146,9 @@ def _import_file(path: Path) -> Any:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception:
+    except Exception as err:  # a syntax error or failing import in a user's file: one line, not a traceback
         del sys.modules[name]
-        raise
+        raise _import_failure(err, f"file {path}") from None
     return module
 
 

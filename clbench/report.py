@@ -13,14 +13,14 @@ import datetime
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import clbench
 from clbench import metrics as M
 from clbench.aggregate import StoredRun, distinguishing_fields, failed_runs
 from clbench.render import md_escape, table_csv, table_latex, table_markdown, table_rows, to_csv, run_records
 from clbench.tables import (RunComparison, Table, build_tables, caption_parts, cell_parts, definitions,
-                            p_text, parse_metrics, seeds_cell, usable_groups)
+                            p_text, parse_metrics, seeds_cell, unique_slugs, usable_groups)
 
 @dataclass
 class Written:
@@ -37,18 +37,23 @@ MANIFEST = ".clbench-report-files"
 
 def write_report(runs: list[StoredRun], out: Path, metric_names: Sequence[str] | None = None, *,
                  spread: str = "sem", figures: bool = True, sources: Sequence[str] = (),
-                 comparison: RunComparison | None = None, name: str = "report") -> Written:
+                 comparison: RunComparison | None = None, name: str = "report",
+                 progress: Callable[[str], None] | None = None) -> Written:
     """Write `<name>.md`, `<name>.html`, `tables/` and `figures/` (PDF and PNG) into `out`.
 
     With `comparison`, its tables (with p-values) lead and the figures show every group it covers.
     Files this function wrote into `out` before and does not write now are removed (and only those).
+    `progress(text)` hears what is being done, for a live status line.
     """
+    say = progress or (lambda text: None)
+    say(f"tables of {len(runs)} runs")
     metric_names = parse_metrics(metric_names)
     out = Path(out)
     runs = list({r.path.resolve(): r for r in runs}.values())  # a folder given twice counts once
     if comparison is None:
         groups = usable_groups(runs, ", ".join(sources) or "the given runs")
         tables = build_tables(groups, metric_names, spread)
+        unique_slugs(tables)
         notes: list[str] = []
     else:
         groups = []
@@ -79,9 +84,11 @@ def write_report(runs: list[StoredRun], out: Path, metric_names: Sequence[str] |
         from clbench import plots
 
         plot_tables = [(t.title, t.slug, [(r.label, r.group) for r in t.rows if r.group.runs]) for t in tables]
+        say(f"figures of {len(plot_tables)} tables (PDF and PNG)")
         drawn = plots.write_figures(plot_tables, out / "figures")
         files += [f.pdf for f in drawn] + [f.png for f in drawn]
 
+    say(f"{name}.md and {name}.html")
     generated = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     context = dict(tables=tables, figures=drawn, failed=failed, groups=groups, notes=notes, sources=sources,
                    generated=generated, out=out, title="clbench comparison" if comparison else "clbench report",

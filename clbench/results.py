@@ -40,6 +40,23 @@ def run_dir_name(config: dict[str, Any], rid: str) -> str:
     return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)[:120]}-{rid}"
 
 
+def check_output_folder(path: Path, what: str = "results folder") -> Path:
+    """Make sure runs can be written under `path` before anything trains: create it if needed,
+    else a UsageError saying why not (it is a file, a parent is a file, no permission)."""
+    from clbench.errors import UsageError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file, not a folder (give a folder to write into)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"{what} {path} cannot be created: {err.strerror or err}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path} is not writable")
+    return path
+
+
 @functools.lru_cache(maxsize=1)
 def environment() -> dict[str, Any]:
     """Versions and git revision recorded with every run (not part of the run id)."""
@@ -66,15 +83,87 @@ def _git_revision() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+class DamagedRun(ValueError):
+    """A run directory whose files are missing, unreadable or inconsistent."""
+
+
+def rows_digest(path: Path) -> tuple[int, str]:
+    """(number of data rows, sha256) of a rows.csv: what the completion record of run.json holds."""
+    data = Path(path).read_bytes()
+    return max(0, data.count(b"\n") - 1), hashlib.sha256(data).hexdigest()
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads((path / RUN_FILE).read_text())
+    except FileNotFoundError:
+        raise DamagedRun(f"{RUN_FILE} is missing") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DamagedRun(f"{RUN_FILE} cannot be read ({err})") from None
+    except ValueError as err:
+        raise DamagedRun(f"{RUN_FILE} is not valid JSON ({err})") from None
+    if not isinstance(record, dict):
+        raise DamagedRun(f"{RUN_FILE} holds {type(record).__name__} {json.dumps(record)[:40]}, not a run record")
+    return record
+
+
+def check_run(path: Path) -> dict[str, Any]:
+    """The run record of a complete, consistent run directory, or `DamagedRun` saying what is wrong.
+
+    A run written by this version carries a completion record in run.json (`complete`: the row
+    count and sha256 of rows.csv), so a rows.csv cut short or changed afterwards is found. A run
+    recorded before that is accepted when its rows parse and fill the (T+1) × T matrix.
+    """
+    path = Path(path)
+    record = _read_record(path)
+    if not (path / ROWS_FILE).is_file():
+        raise DamagedRun(f"{ROWS_FILE} is missing")
+    complete = record.get("complete")
+    if isinstance(complete, dict):
+        n_rows, sha256 = rows_digest(path / ROWS_FILE)
+        if sha256 != complete.get("rows_sha256"):
+            raise DamagedRun(f"{ROWS_FILE} has changed since the run was written ({n_rows} rows, run.json "
+                             f"records {complete.get('rows')}; cut short or edited)")
+        return record
+    if complete is not None:
+        raise DamagedRun(f"{RUN_FILE} has a malformed completion record")
+    if record.get("status", "ok") == "ok":
+        _check_legacy_rows(path / ROWS_FILE)
+    return record
+
+
+def _check_legacy_rows(path: Path) -> None:
+    """The rows of a run recorded before completion records: they must parse and fill the matrix."""
+    cells = set()
+    try:
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                value = row.get("accuracy") if row.get("accuracy") not in (None, "") else row.get("bpc")
+                float(value)  # type: ignore[arg-type]
+                cells.add((int(row["after_task"]), int(row["eval_task"])))
+    except (KeyError, TypeError, ValueError, csv.Error, UnicodeDecodeError) as err:
+        raise DamagedRun(f"{ROWS_FILE} cannot be parsed ({type(err).__name__}: {err})") from None
+    n_tasks = max((j for _, j in cells), default=0)
+    if not n_tasks or cells != {(i, j) for i in range(n_tasks + 1) for j in range(1, n_tasks + 1)}:
+        raise DamagedRun(f"{ROWS_FILE} holds {len(cells)} rows that do not fill the ({n_tasks + 1}, {n_tasks}) "
+                         f"matrix (cut short?)")
+
+
+def run_problem(path: Path) -> str | None:
+    """Why `path` holds no complete run (`check_run`), or None when it does."""
+    try:
+        check_run(path)
+    except DamagedRun as err:
+        return str(err)
+    return None
+
+
 def run_status(path: Path) -> str | None:
     """The status recorded in a run directory ("ok", "failed", ...), or None when it holds no
-    complete run (no run.json or rows.csv, or a run.json that cannot be read)."""
-    path = Path(path)
-    if not (path / ROWS_FILE).is_file():
-        return None
+    complete run (a file missing, unreadable, cut short or inconsistent: `check_run`)."""
     try:
-        return str(json.loads((path / RUN_FILE).read_text()).get("status", "ok"))
-    except (OSError, ValueError, AttributeError):
+        return str(check_run(path).get("status", "ok"))
+    except DamagedRun:
         return None
 
 
@@ -128,14 +217,16 @@ def write_run(root: Path, config: dict[str, Any], rows: list[dict], status: str 
     final = root / run_dir_name(config, rid)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{rid}-{os.getpid()}-", dir=root))
     try:
-        record = {"run_id": rid, "status": status, "config": config, "environment": environment(), **(extra or {})}
-        (tmp / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         with open(tmp / ROWS_FILE, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=ROW_FIELDS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
         for name, text in (files or {}).items():
             (tmp / name).write_text(text)
+        n_rows, sha256 = rows_digest(tmp / ROWS_FILE)
+        record = {"run_id": rid, "status": status, "config": config, "environment": environment(), **(extra or {}),
+                  "complete": {"rows": n_rows, "rows_sha256": sha256}}  # written last: the run is complete
+        (tmp / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         for path in tmp.iterdir():
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -195,9 +286,10 @@ def clean_stale(root: Path) -> list[Path]:
 
 
 def read_run(path: Path) -> tuple[dict[str, Any], list[dict]]:
-    """(the run record, its rows with numbers parsed) of a run directory."""
+    """(the run record, its rows with numbers parsed) of a run directory; `DamagedRun` (a
+    ValueError) when it holds no complete, consistent run."""
     path = Path(path)
-    record = json.loads((path / RUN_FILE).read_text())
+    record = check_run(path)
     rows = []
     with open(path / ROWS_FILE, newline="") as fh:
         for row in csv.DictReader(fh):

@@ -67,15 +67,29 @@ def accuracy(learner: Learner, task: Task) -> tuple[float, int]:
 
 
 def run(scenario: Scenario, learner: Learner, seed: int,
-        progress: Callable[[int, list[dict]], None] | None = None) -> RunResult:
+        progress: Callable[[int, list[dict]], None] | None = None, checkpoint=None) -> RunResult:
     """Run `learner` through `scenario` with everything seeded by `seed`; return the tidy rows.
 
-    `progress(after_task, rows_of_that_row)` is called after each row, for a live display.
+    `progress(after_task, rows_of_that_row)` is called after each row, for a live display (after
+    a resume, once with every row restored). With a `clbench.checkpoint.Checkpoint` and a learner
+    that has `state_dict`/`load_state_dict`, the state after each task but the last is saved, and
+    a run that finds a checkpoint goes on from the task after it.
     """
+    from clbench.checkpoint import can_checkpoint, restore_rng
+
     seed_everything(seed)
     learner.setup(scenario.spec, seed)
     rows: list[dict] = []
-    for after_task in range(len(scenario) + 1):
+    first = 0
+    saving = checkpoint is not None and can_checkpoint(learner)
+    saved = checkpoint.load() if saving else None
+    if saved is not None and saved.task < len(scenario):
+        learner.load_state_dict(saved.learner)
+        restore_rng(saved.rng)
+        rows, first = list(saved.rows), saved.task + 1
+        if progress is not None:
+            progress(saved.task, rows[-len(scenario):])
+    for after_task in range(first, len(scenario) + 1):
         train_seconds = 0.0
         if after_task > 0:
             _sync()
@@ -90,6 +104,8 @@ def run(scenario: Scenario, learner: Learner, seed: int,
                 "train_seconds": train_seconds, "eval_seconds": eval_seconds}
                for j, (acc, n) in enumerate(results)]
         rows += new
+        if saving and 0 < after_task < len(scenario):
+            checkpoint.save(after_task, rows, learner.state_dict())
         if progress is not None:
             progress(after_task, new)
     return RunResult(rows)

@@ -103,15 +103,25 @@ def execute_plan(runs: Sequence[PlannedRun], root: Path, executor) -> Iterator[S
     a second while nothing happens (for a live display)."""
     from clbench.executors import RunStarted
 
+    from clbench.configs import CHECKPOINTS_KEY
+
     by_id = {r.run_id: r for r in runs}
-    for event in executor.execute([(r.run_id, r.config) for r in runs]):
+    # Runs on this machine checkpoint each task under the results folder and resume from there.
+    local = getattr(executor, "checkpoints_here", True)
+    jobs = [(r.run_id, {**r.config, CHECKPOINTS_KEY: str(root)} if local else r.config) for r in runs]
+    for event in executor.execute(jobs):
         if event is None:
             yield None
         elif isinstance(event, RunStarted):
             yield Started(by_id[event.run_id])
         else:
             run = by_id[event.run_id]
-            yield Finished(run, event, write_outcome(root, run.config, event))
+            path = write_outcome(root, run.config, event)
+            if event.status == "ok":
+                from clbench.checkpoint import Checkpoint
+
+                Checkpoint.for_run(root, run.run_id).remove()
+            yield Finished(run, event, path)
 
 
 def write_outcome(root: Path, config: dict[str, Any], outcome) -> Path:
@@ -186,7 +196,7 @@ def run_suite(path: str | Path, results: str | Path = "results", *, overrides: I
     returns what ran (`interrupted`). Bad input raises `UsageError` before anything runs.
     """
     from clbench.executors import available_cpus, make_executor
-    from clbench.results import clean_stale
+    from clbench.results import check_output_folder, clean_stale
 
     emit = on_event or (lambda event: None)
     start = time.perf_counter()
@@ -194,6 +204,7 @@ def run_suite(path: str | Path, results: str | Path = "results", *, overrides: I
     try:
         chosen.prepare()  # e.g. worker start-up, overlapping with reading the suite
         planned = plan_suite(path, results, overrides, seeds, force)
+        check_output_folder(planned.root)
     except BaseException:
         chosen.close()  # stop what prepare started
         raise

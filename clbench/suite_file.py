@@ -50,6 +50,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+MAX_SEED = 2**64 - 1
 TOP_LEVEL_KEYS = ("name", "description", "seeds", "scenario", "learner")
 SUITE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -78,6 +79,14 @@ class Suite:
     n_learners: int = 0        # learner variants (tables × sweeps)
 
 
+def check_seed(seed: int, where: str = "seed") -> int:
+    """`seed` if it is in the one seed range of every run (0 ≤ seed < 2^64: torch seeds with an
+    unsigned 64-bit number), else a UsageError naming it."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"{where}: {seed!r} is not a valid seed (valid: whole numbers 0 to 2^64-1 = {MAX_SEED})")
+    return seed
+
+
 def parse_seeds(value: Any, where: str) -> list[int]:
     """Seeds from a list of ints, an int, or a string of ranges and values: "0-9", "0,3,5", "0-2,7"."""
     seeds: list[int] = []
@@ -98,13 +107,14 @@ def parse_seeds(value: Any, where: str) -> list[int]:
             first, last = int(match.group(1)), int(match.group(2) or match.group(1))
             if last < first:
                 raise UsageError(f"{where}: range {part!r} runs backwards")
+            check_seed(last, where)
             seeds.extend(range(first, last + 1))
     else:
         raise UsageError(f"{where}: {value!r} is not a seed list (valid: [0, 1, 2], \"0-9\" or \"0,3,5\")")
     if not seeds:
         raise UsageError(f"{where}: no seeds given")
-    if any(s < 0 for s in seeds):
-        raise UsageError(f"{where}: seeds must be >= 0, got {min(seeds)}")
+    for s in seeds:
+        check_seed(s, where)
     duplicates = sorted({s for s in seeds if seeds.count(s) > 1})
     if duplicates:
         raise UsageError(f"{where}: seed {duplicates[0]} is given twice")

@@ -9,6 +9,7 @@ plain-text pieces every format shares (cells, seeds, captions, definitions).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -49,6 +50,7 @@ class Table:
     spread: str = "sem"
     compared: bool = False  # has p-value columns (compare)
     scenario_title: str = ""  # the title before a comparison names its method
+    slug_suffix: str = ""  # set by `unique_slugs` where two tables would share a file name
 
     @property
     def protocol(self) -> str:
@@ -62,7 +64,18 @@ class Table:
     def slug(self) -> str:
         """For file names and anchors: the scenario title, and the method in a comparison."""
         base = slugify(self.scenario_title or self.title, limit=60)
-        return base + "-vs-" + slugify(self.rows[0].label, limit=30) if self.compared else base
+        return (base + "-vs-" + slugify(self.rows[0].label, limit=30) if self.compared else base) + self.slug_suffix
+
+
+def unique_slugs(tables: Sequence[Table]) -> None:
+    """Give every table its own file name: a table whose slug an earlier one took gets a short hash
+    of its groups' configs appended (slugs are cut and lose characters, labels are not)."""
+    taken: set[str] = set()
+    for t in tables:
+        if t.slug in taken:
+            keys = "|".join(r.group.key for r in t.rows)
+            t.slug_suffix = "-" + hashlib.sha256(keys.encode()).hexdigest()[:8]
+        taken.add(t.slug)
 
 
 def parse_metrics(spec: str | Sequence[str] | None) -> list[str]:
@@ -109,10 +122,12 @@ def usable_groups(runs: list[StoredRun], where: str) -> list[Group]:
     return groups
 
 
-def build_tables(groups: list[Group], metric_names: Sequence[str], spread: str = "sem") -> list[Table]:
-    """One table per scenario config, rows in the order of `groups`, best values marked."""
+def build_tables(groups: list[Group], metric_names: Sequence[str], spread: str = "sem",
+                 labels: dict[str, str] | None = None) -> list[Table]:
+    """One table per scenario config, rows in the order of `groups`, best values marked. `labels`
+    (group key -> row label) defaults to `distinguishing_fields(groups)`."""
     check_choice("spread", spread, SPREADS)
-    labels = distinguishing_fields(groups)
+    labels = labels or distinguishing_fields(groups)
     blocks: dict[str, list[Group]] = {}
     for g in groups:
         blocks.setdefault(g.scenario_key, []).append(g)
@@ -191,6 +206,7 @@ def compare_runs(method_runs: list[StoredRun], against_runs: list[StoredRun], me
         raise UsageError(f"no finished recorded runs under {against_where} besides the method's own")
 
     notes, tables = [], []
+    labels = distinguishing_fields(method_groups + [g for g in against_groups if g not in method_groups])
     for mg in method_groups:
         same = [g for g in against_groups if g.scenario_key == mg.scenario_key]
         if not same:
@@ -201,7 +217,7 @@ def compare_runs(method_runs: list[StoredRun], against_runs: list[StoredRun], me
             notes.append(f"{mg.learner} on {mg.scenario} ({mg.protocol}) ran with clbench "
                          f"{mg.config.get('clbench_version')}; recorded runs include clbench {', '.join(map(str, versions))} "
                          f"(shown as separate rows, never averaged)")
-        table = build_tables([mg] + same, metric_names, spread)[0]
+        table = build_tables([mg] + same, metric_names, spread, labels)[0]
         table.title += f": {table.rows[0].label} against recorded runs"
         table.compared = True
         reference = table.rows[0]
@@ -212,6 +228,7 @@ def compare_runs(method_runs: list[StoredRun], against_runs: list[StoredRun], me
         tables.append(table)
     if not tables:
         raise UsageError("nothing to compare: " + "; ".join(notes))
+    unique_slugs(tables)
     return RunComparison(tables, notes)
 
 

@@ -90,14 +90,26 @@ def test_check_prints_a_verdict_per_check_and_exits_1_on_failure(monkeypatch):
     from clbench.testing import CheckResult
 
     verdicts = [CheckResult("has_learner_interface", True, ""), CheckResult("predict_has_no_side_effects", False, "x")]
-    monkeypatch.setattr(clbench.testing, "check_learner", lambda learner, raise_on_failure=True: verdicts)
+    def fake(results):
+        def check_learner(learner, raise_on_failure=True, on_result=None):
+            for r in results:
+                on_result(r)
+            return results
+        return check_learner
+
+    monkeypatch.setattr(clbench.testing, "check_learner", fake(verdicts))
     bad = CliRunner().invoke(app, ["check", "finetune", "--set", "epochs=1"])
     assert bad.exit_code == 1
     assert "PASS  has_learner_interface" in bad.stdout and "FAIL  predict_has_no_side_effects" in bad.stdout
     assert "finetune: 1 of 2 checks failed" in bad.stdout
-    monkeypatch.setattr(clbench.testing, "check_learner", lambda learner, raise_on_failure=True: verdicts[:1])
+    monkeypatch.setattr(clbench.testing, "check_learner", fake(verdicts[:1]))
     good = CliRunner().invoke(app, ["check", "finetune"])
     assert good.exit_code == 0 and "finetune: all 1 checks passed" in good.stdout
+    low = CheckResult("learns_under_class_il", True, "accuracy ... threshold: above [0.6]", warning=True)
+    monkeypatch.setattr(clbench.testing, "check_learner", fake(verdicts[:1] + [low]))
+    warned = CliRunner().invoke(app, ["check", "finetune"])
+    assert warned.exit_code == 0 and "WARN  learns_under_class_il" in warned.stdout
+    assert "all 2 checks passed; 1 learned little" in warned.stdout
 
 
 @pytest.mark.slow  # subprocesses that import torch

@@ -85,9 +85,21 @@ def test_wrong_logit_shape_is_caught():
     assert "predict_returns_logits" in failed(WrongShape(epochs=1))
 
 
-def test_plain_class_fails_fields_and_learning_but_battery_completes():
-    names = failed(NotADataclass())
-    assert "hyperparameters_are_fields" in names and "learns_under_class_il" in names
+def test_plain_class_fails_fields_and_learning_is_a_warning_with_its_threshold():
+    results = {r.name: r for r in check_learner(NotADataclass(), raise_on_failure=False)}
+    assert not results["hyperparameters_are_fields"].passed
+    learns = results["learns_under_class_il"]
+    assert learns.passed and learns.warning and learns.verdict == "WARN"
+    assert "threshold: above [0.6, 0.6, 0.6] (chance within a task + 0.1)" in learns.detail
+    assert "low learning, not an interface fault" in learns.detail
+
+
+def test_a_learner_that_learns_passes_the_learning_checks_with_the_threshold_shown():
+    from clbench.learners.finetune import Finetune
+
+    results = {r.name: r for r in check_learner(Finetune(epochs=2), raise_on_failure=False)}
+    learns = results["learns_under_task_il"]
+    assert learns.passed and not learns.warning and "threshold: above [0.6, 0.6, 0.6]" in learns.detail
 
 
 def test_a_crashing_learner_gets_a_verdict_not_a_traceback():
