@@ -117,7 +117,8 @@ def run_config(scenario: str | dict[str, Any] = "split-digits", learner: str = "
             from clbench.executors import use_threads
 
             use_threads(threads)
-        existing = write_run(Path(results), config, execute(config, progress=progress).rows)
+        result = execute(config, progress=progress)
+        existing = write_run(Path(results), config, result.rows, files=result.files)
         record, rows = read_run(existing)
         return StoredRun(existing, record, rows)
     record, rows = read_run(existing)
