@@ -105,6 +105,13 @@ def run(
     if stored.reused:
         typer.echo(f"reusing the finished run in {stored.path} (--force runs it again)", err=True)
     typer.echo(format_run(stored.record, stored.rows, stored.matrix))
+    from clbench.anytime import read_anytime, summary
+
+    anytime = read_anytime(stored.path)
+    if anytime is not None:
+        from clbench.display import format_anytime
+
+        typer.echo(format_anytime(summary(anytime)))
     typer.echo(f"written to {stored.path}")
 
 

@@ -23,8 +23,8 @@ from clbench.errors import UsageError
 from clbench.scenario import Scenario, Task
 from clbench.streams import check_stream, plan_stream
 
-ANYTIME_FILE = "anytime.csv"
-LOSS_FILE = "loss.csv"
+from clbench.anytime import ANYTIME_FILE, LOSS_FILE
+
 ANYTIME_FIELDS = ("step", "samples", "task", "boundary", "eval_task", "accuracy", "n_samples")
 LOSS_FIELDS = ("step", "loss")
 

@@ -116,8 +116,8 @@ def plan_stream(sizes: list[int], stream: dict[str, Any], seed: int) -> StreamPl
                 members[t + 1] += [(t, int(i)) for i in right]
     task, index, segment, ends = [], [], [], []
     for s, group in enumerate(members):
-        group = [group[i] for i in rng.permutation(len(group))]
-        for _ in range(stream["passes"]):
+        for _ in range(stream["passes"]):  # each pass freshly shuffled
+            group = [group[i] for i in rng.permutation(len(group))]
             task += [t for t, _ in group]
             index += [i for _, i in group]
             segment += [s] * len(group)
