@@ -82,10 +82,31 @@ def _segment_task(scenario: Scenario, plan, s: int, lo: int, hi: int) -> Task:
     return Task(s, scenario.protocol, tuple(classes), torch.stack(xs), torch.stack(ys))
 
 
+def evaluator(scenario: Scenario):
+    """A function learner -> [(accuracy, n)] per task. Outside task_il, all test sets go through
+    `predict` together (the same predictions as task by task, in fewer, larger calls), which keeps
+    frequent anytime evaluation cheap on small test sets (benchmarks/anytime_cost.py)."""
+    from clbench.runner import EVAL_BATCH_SIZE, accuracy
+
+    if scenario.protocol == "task_il":
+        return lambda learner: [accuracy(learner, task) for task in scenario]
+    x = torch.cat([t.x_test for t in scenario])
+    y = torch.cat([t.y_test for t in scenario])
+    sizes = [len(t.y_test) for t in scenario]
+
+    @torch.no_grad()
+    def evaluate(learner) -> list[tuple[float, int]]:
+        pred = torch.cat([learner.predict(x[s:s + EVAL_BATCH_SIZE]).cpu().argmax(1)
+                          for s in range(0, len(y), EVAL_BATCH_SIZE)])
+        return [(int(c.sum()) / n, n) for c, n in zip((pred == y).split(sizes), sizes)]
+
+    return evaluate
+
+
 def run_stream(scenario: Scenario, learner, seed: int, progress=None):
     """Run `learner` along the stream that `scenario.config["stream"]` describes (everything seeded
     by `seed`); return a `RunResult` whose `files` hold the anytime and loss rows."""
-    from clbench.runner import RunResult, _sync, accuracy, seed_everything
+    from clbench.runner import RunResult, _sync, seed_everything
 
     stream = check_stream(scenario.config["stream"], "scenario stream")
     seed_everything(seed)
@@ -103,8 +124,10 @@ def run_stream(scenario: Scenario, learner, seed: int, progress=None):
     losses: list[dict] = []
     state = {"step": 0, "samples": 0, "task": 0}
 
+    evaluate_all = evaluator(scenario)
+
     def evaluate(boundary: bool) -> list[tuple[float, int]]:
-        results = [accuracy(learner, task) for task in scenario]
+        results = evaluate_all(learner)
         anytime.extend({"step": state["step"], "samples": state["samples"], "task": state["task"],
                         "boundary": int(boundary), "eval_task": j + 1, "accuracy": acc, "n_samples": n}
                        for j, (acc, n) in enumerate(results))
