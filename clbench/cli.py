@@ -81,6 +81,8 @@ def run(
                                 "fastest single-threaded)"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+    tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", help="also write a stream run's curves "
+                                               "as TensorBoard scalars to this folder (needs tensorboard)"),
 ) -> None:
     """Run one learner on one scenario; print the accuracy matrix and metrics; write the run."""
     from clbench.configs import run_config
@@ -112,6 +114,13 @@ def run(
         from clbench.display import format_anytime
 
         typer.echo(format_anytime(summary(anytime)))
+    if tensorboard is not None:
+        from clbench.loggers import to_tensorboard
+
+        try:
+            typer.echo(f"{to_tensorboard(stored.path, tensorboard)} scalars written to {tensorboard}")
+        except UsageError as err:
+            fail(str(err))
     typer.echo(f"written to {stored.path}")
 
 
