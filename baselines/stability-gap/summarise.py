@@ -19,18 +19,20 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    groups = sorted(group_runs(load_runs(HERE)), key=lambda g: (g.protocol, g.learner))
+    groups = sorted(group_runs(load_runs(HERE)), key=lambda g: (g.scenario, g.protocol, g.learner))
     styles = learner_styles(sorted({g.learner for g in groups}))
     with rc_context(STYLE):
-        for protocol in sorted({g.protocol for g in groups}):
-            entries = [(g.learner, anytime_runs(g)) for g in groups if g.protocol == protocol]
-            fig = stability_gap(entries, styles)
-            fig.axes[0].set_title(f"split-digits, {protocol}")
-            save(fig, HERE / f"stability-gap-{protocol}")
-            replay = [g for g in groups if g.protocol == protocol and g.learner == "replay"]
-            if replay:
-                runs = anytime_runs(replay[0])
-                save(task_curves(f"replay, {protocol}", runs, len(runs)), HERE / f"anytime-replay-{protocol}")
+        for scenario, protocol in sorted({(g.scenario, g.protocol) for g in groups}):
+            mine = [g for g in groups if (g.scenario, g.protocol) == (scenario, protocol)]
+            name = scenario.removeprefix("stream-")
+            fig = stability_gap([(g.learner, anytime_runs(g)) for g in mine], styles)
+            fig.axes[0].set_title(f"{name}, {protocol}")
+            save(fig, HERE / f"stability-gap-{name}-{protocol}")
+            for g in mine:
+                if g.learner == "replay":
+                    runs = anytime_runs(g)
+                    save(task_curves(f"replay, {name}, {protocol}", runs, len(runs)),
+                         HERE / f"anytime-replay-{name}-{protocol}")
     print(anytime_table.markdown(anytime_table.rows(groups)))
 
 
