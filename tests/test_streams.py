@@ -88,3 +88,14 @@ def test_boundary_aware_learner_gets_segments_and_refuses_a_task_free_stream(tmp
 def test_task_il_stream_gives_task_ids_and_masks_per_task(tmp_path):
     stored = run_config({**stream_scenario("online"), "protocol": "task_il"}, "replay", 0, results=tmp_path)
     assert stored.matrix[-1].mean() > 0.8  # two-way choices within each task are easy
+
+
+@pytest.mark.slow
+def test_hope_runs_task_free(tmp_path):
+    config = {**stream_scenario("gradual"), "n_tasks": 2}
+    stored = run_config(config, "hope", 0, results=tmp_path,
+                        overrides={"d": 16, "n_blocks": 1, "heads": 2, "cms_levels": 1, "device": "cpu"})
+    a = read_anytime(stored.path)
+    assert len(a.step) > 2 * 2 and np.allclose(a.acc[a.boundary], stored.matrix)
+    assert stored.matrix[-1].mean() > stored.matrix[0].mean()  # it learned something without boundaries
+    assert read_table(stored.path, "loss.csv")
