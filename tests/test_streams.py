@@ -99,3 +99,17 @@ def test_hope_runs_task_free(tmp_path):
     assert len(a.step) > 2 * 2 and np.allclose(a.acc[a.boundary], stored.matrix)
     assert stored.matrix[-1].mean() > stored.matrix[0].mean()  # it learned something without boundaries
     assert read_table(stored.path, "loss.csv")
+
+
+def test_a_suite_scenario_takes_a_stream_table_and_names_a_bad_one(tmp_path):
+    from clbench.suite import plan_suite
+
+    suite = tmp_path / "s.toml"
+    body = ('name = "s"\nseeds = "0"\n[[scenario]]\nname = "b3"\nbuilder = "split"\ndataset = "digits"\n'
+            'n_tasks = 3\nstream = {{kind = "{kind}", blur = 0.3}}\n[learner.replay]\n')
+    suite.write_text(body.format(kind="blurry"))
+    plan = plan_suite(suite, tmp_path / "results")
+    assert plan.runs[0].config["scenario"]["stream"]["blur"] == 0.3
+    suite.write_text(body.format(kind="blury"))
+    with pytest.raises(UsageError, match=r"s\.toml:8.*stream\.kind: 'blury' is not a stream kind"):
+        plan_suite(suite, tmp_path / "results")
