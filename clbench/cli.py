@@ -107,6 +107,9 @@ def run(
     if stored.reused:
         typer.echo(f"reusing the finished run in {stored.path} (--force runs it again)", err=True)
     typer.echo(format_run(stored.record, stored.rows, stored.matrix))
+    memory = [r["peak_memory_mb"] for r in stored.rows if "peak_memory_mb" in r]
+    if memory:
+        typer.echo(f"peak memory: {max(memory):.0f} MiB (the largest per-task peak; per task in rows.csv)")
     from clbench.anytime import read_anytime, summary
 
     anytime = read_anytime(stored.path)
