@@ -83,6 +83,8 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
     keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="keep the per-task checkpoints "
                                           "(RESULTS/.ckpt-<run id>) after the run is written"),
+    tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", help="also write a stream run's curves "
+                                               "as TensorBoard scalars to this folder (needs tensorboard)"),
 ) -> None:
     """Run one learner on one scenario; print the accuracy matrix and metrics; write the run.
     Killed, it resumes from its last finished task when started again."""
@@ -113,6 +115,23 @@ def run(
     if stored.reused:
         typer.echo(f"reusing the finished run in {stored.path} (--force runs it again)", err=True)
     typer.echo(format_run(stored.record, stored.rows, stored.matrix))
+    memory = [r["peak_memory_mb"] for r in stored.rows if "peak_memory_mb" in r]
+    if memory:
+        typer.echo(f"peak memory: {max(memory):.0f} MiB (the largest per-task peak; per task in rows.csv)")
+    from clbench.anytime import read_anytime, summary
+
+    anytime = read_anytime(stored.path)
+    if anytime is not None:
+        from clbench.display import format_anytime
+
+        typer.echo(format_anytime(summary(anytime)))
+    if tensorboard is not None:
+        from clbench.loggers import to_tensorboard
+
+        try:
+            typer.echo(f"{to_tensorboard(stored.path, tensorboard)} scalars written to {tensorboard}")
+        except UsageError as err:
+            fail(str(err))
     typer.echo(f"written to {stored.path}")
 
 

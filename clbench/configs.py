@@ -143,7 +143,8 @@ def run_config(scenario: str | dict[str, Any] = "split-digits", learner: str = "
         checkpoint = Checkpoint.for_run(results, run_id(config))
         if force:
             checkpoint.remove()
-        existing = write_run(Path(results), config, _execute_or_record(config, Path(results), progress, checkpoint))
+        result = _execute_or_record(config, Path(results), progress, checkpoint)
+        existing = write_run(Path(results), config, result.rows, files=result.files)
         if not keep_checkpoints:
             checkpoint.remove()
         record, rows = read_run(existing)
@@ -152,8 +153,8 @@ def run_config(scenario: str | dict[str, Any] = "split-digits", learner: str = "
     return StoredRun(existing, record, rows, reused=True)
 
 
-def _execute_or_record(config: dict[str, Any], results: Path, progress, checkpoint=None) -> list[dict]:
-    """The rows of a run; when it fails, the failed run (rows so far, reason, traceback) is
+def _execute_or_record(config: dict[str, Any], results: Path, progress, checkpoint=None):
+    """The `RunResult` of a run; when it fails, the failed run (rows so far, reason, traceback) is
     written under `results` as a suite writes it, and `RunFailed` names its traceback file."""
     import traceback
 
@@ -168,7 +169,7 @@ def _execute_or_record(config: dict[str, Any], results: Path, progress, checkpoi
             progress(after_task, new)
 
     try:
-        return execute(config, progress=collect, checkpoint=checkpoint).rows
+        return execute(config, progress=collect, checkpoint=checkpoint)
     except Exception as err:  # noqa: BLE001 - recorded as a failed run, reported in one line
         message = f"{type(err).__name__}: {' '.join(str(err).split()) or '(no message)'}"
         text = traceback.format_exc()

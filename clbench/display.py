@@ -70,3 +70,11 @@ def format_metric_list() -> str:
     lines.append("measures: " + "; ".join(f"{m.name} ({'higher' if m.higher_is_better else 'lower'} is better, "
                                           f"in {m.unit})" for m in metrics.MEASURES.values()))
     return "\n".join(lines)
+
+
+def format_anytime(values: dict[str, float]) -> str:
+    """One line of anytime metrics (clbench.anytime), in % (WF: lower is better)."""
+    from clbench.anytime import LABELS
+
+    parts = [f"{LABELS[name]} {'n/a' if value != value else f'{100 * value:.1f}'}" for name, value in values.items()]
+    return "anytime (% along the stream): " + "   ".join(parts)

@@ -56,6 +56,7 @@ class Outcome:
     seconds: float = 0.0
     worker: str = ""                 # host:pid that ran it
     environment: dict[str, Any] | None = None  # versions and host of the process that ran it
+    files: dict[str, str] = field(default_factory=dict)  # further tables for the run directory (anytime rows)
 
 
 def available_cpus() -> int:
@@ -90,7 +91,7 @@ def run_one(run_id: str, config: dict[str, Any], threads: int = 1) -> Outcome:
         return Outcome(run_id, "failed", rows, f"{type(err).__name__}: {message}", traceback.format_exc(),
                        time.perf_counter() - start, worker, environment())
     return Outcome(run_id, "ok", result.rows, seconds=time.perf_counter() - start, worker=worker,
-                   environment=environment())
+                   environment=environment(), files=result.files)
 
 
 # -- in this process ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Iterable, Iterator, Protocol, runtime_checkable
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
@@ -95,6 +95,11 @@ class SGDLearner(TrainingFields):
     Training masks the logits of output units the learner may not use yet: units of classes
     not seen so far (class_il), units of other tasks (task_il); domain_il uses all units.
     """
+
+    # Whether `fit_batch` may stand in for `fit_task` on a stream (clbench.stream_run). False here,
+    # because a subclass with work in `begin_task`/`end_task` (EWC's Fisher) would silently skip it;
+    # a subclass that is right without boundaries (fine-tuning, reservoir replay) sets it True.
+    task_free: ClassVar[bool] = False
 
     iterations: int = 0                   # minibatch steps per task instead of epochs (0 = use epochs)
     batch_size: int = 32                  # training minibatch size
@@ -208,6 +213,30 @@ class SGDLearner(TrainingFields):
             logits = logits + mask
         return F.cross_entropy(logits, y)
 
+    # -- task-free streams -------------------------------------------------------------------
+    def fit_batch(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor | None = None) -> float:
+        """One step on one minibatch of a stream with no task boundary; returns the batch's loss.
+        `task_ids` (one per sample) are given only where the protocol reveals them (task_il)."""
+        x, y = x.to(self.device_), y.to(self.device_)
+        loss = float(self.train_step(x, y, self.stream_mask(y, task_ids)))
+        if not math.isfinite(loss):
+            raise DivergenceError(f"training loss became {loss} on a stream step")
+        return loss
+
+    def stream_mask(self, y: torch.Tensor, task_ids: torch.Tensor | None) -> torch.Tensor | None:
+        """The training logit mask of a task-free batch: the units seen so far are learned from the
+        labels themselves (class_il), or per task from the task ids given with them (task_il)."""
+        return observe_units(self.units_, y, task_ids, self.device_)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Loss, backward and optimiser step on one batch already on the device."""
+        self.model_.train()
+        loss = self.loss(x, y, mask)
+        self.optimizer_.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer_.step()
+        return loss.detach()
+
     # -- evaluation --------------------------------------------------------------------------
     def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
         was_training = self.model_.training
@@ -217,3 +246,22 @@ class SGDLearner(TrainingFields):
                 return self.model_(x.to(self.device_))
         finally:
             self.model_.train(was_training)
+
+
+def observe_units(units: OutputUnits, y: torch.Tensor, task_ids: torch.Tensor | None, device) -> torch.Tensor | None:
+    """Record the output units a task-free batch shows and return its training mask (one row per
+    sample): class_il learns "seen" units from labels; task_il adds each label to its task's units."""
+    labels = y.detach().cpu()
+    if units.protocol == "task_il":
+        if task_ids is None:
+            raise UsageError("a task_il stream must give each sample's task id to fit_batch")
+        task_ids = task_ids.cpu()
+        for t in task_ids.unique().tolist():
+            known = units.by_task.get(int(t))
+            new = labels[task_ids == t].unique()
+            if known is None or not bool(known[new].all()):
+                old = [] if known is None else known.nonzero().flatten().tolist()
+                units.add_task(int(t), sorted(set(old) | set(new.tolist())))
+        return units.mask(task_ids, device)
+    units.seen[labels.unique()] = True
+    return units.mask(labels[:1], device) if units.protocol == "class_il" else None

@@ -313,4 +313,8 @@ def write_figures(tables: Sequence[tuple[str, str, Sequence[tuple[str, Group]]]]
                     f"{m} of {label} on each task from the step it is learned to the end; "
                     f"mean with SEM bands over {len(g.runs)} seeds.",
                     save(task_curves(label, g, ylim), base / f"tasks-{names[label]}"))
+            from clbench.anytime_plots import figures as anytime_figures  # runs along a stream only
+
+            for kind, fig_title, caption, fig, stem in anytime_figures(entries, styles):
+                add(kind, fig_title, caption, save(fig, base / stem))
     return written

@@ -88,12 +88,22 @@ def write_report(runs: list[StoredRun], out: Path, metric_names: Sequence[str] |
         drawn = plots.write_figures(plot_tables, out / "figures")
         files += [f.pdf for f in drawn] + [f.png for f in drawn]
 
+    from clbench import anytime_table  # runs along a stream: their anytime metrics
+
+    along = anytime_table.rows(groups)
+    if along:
+        put("tables/anytime.md", anytime_table.markdown(along))
+        put("tables/anytime.csv", to_csv([{k: v for k, v in r.items() if not isinstance(v, tuple)}
+                                          | {f"{c}_{s}": r[c][i] for c in anytime_table.COLUMNS
+                                             for i, s in enumerate(("mean", "sem"))} for r in along]))
     say(f"{name}.md and {name}.html")
     generated = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     context = dict(tables=tables, figures=drawn, failed=failed, groups=groups, notes=notes, sources=sources,
                    generated=generated, out=out, title="clbench comparison" if comparison else "clbench report",
                    metric_names=metric_names)
-    put(f"{name}.md", report_markdown(**context))
+    anytime_md = (f"\n## Along the stream\n\n{anytime_table.markdown(along)}\n{anytime_table.CAPTION}\n"
+                  if along else "")
+    put(f"{name}.md", report_markdown(**context) + anytime_md)
     put(f"{name}.html", report_html(**context))
     _prune(out, files)
     return Written(out, files, tables, drawn, failed, notes)

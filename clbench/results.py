@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-ROW_FIELDS = ("after_task", "eval_task", "accuracy", "n_samples", "train_seconds", "eval_seconds")
+ROW_FIELDS = ("after_task", "eval_task", "accuracy", "n_samples", "train_seconds", "eval_seconds",
+              "peak_memory_mb")  # peak memory while training and evaluating that row (MiB; absent in older runs)
 RUN_FILE = "run.json"
 ROWS_FILE = "rows.csv"
 
@@ -295,7 +296,8 @@ def read_run(path: Path) -> tuple[dict[str, Any], list[dict]]:
         for row in csv.DictReader(fh):
             rows.append({"after_task": int(row["after_task"]), "eval_task": int(row["eval_task"]),
                          "accuracy": float(row["accuracy"]), "n_samples": int(row["n_samples"]),
-                         "train_seconds": float(row["train_seconds"]), "eval_seconds": float(row["eval_seconds"])})
+                         "train_seconds": float(row["train_seconds"]), "eval_seconds": float(row["eval_seconds"]),
+                         **({"peak_memory_mb": float(row["peak_memory_mb"])} if row.get("peak_memory_mb") else {})})
     return record, rows
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -23,9 +23,11 @@ EVAL_BATCH_SIZE = 1024
 
 @dataclass
 class RunResult:
-    """Tidy rows, one per (after_task, eval_task), with accuracy, sample count and timings."""
+    """Tidy rows, one per (after_task, eval_task), with accuracy, sample count, timings and peak
+    memory; `files` are further tables for the run directory (a stream's anytime rows)."""
 
     rows: list[dict]
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_tasks(self) -> int:
@@ -74,9 +76,13 @@ def run(scenario: Scenario, learner: Learner, seed: int,
     a resume, once with every row restored). With a `clbench.checkpoint.Checkpoint` and a learner
     that has `state_dict`/`load_state_dict`, the state after each task but the last is saved, and
     a run that finds a checkpoint goes on from the task after it.
+    A scenario with a `"stream"` config runs along that stream instead (`clbench.stream_run`).
     """
     from clbench.checkpoint import can_checkpoint, restore_rng
+    from clbench.stream_run import peak_memory_mb, reset_peak_memory, run_stream
 
+    if scenario.config.get("stream"):
+        return run_stream(scenario, learner, seed, progress=progress)
     seed_everything(seed)
     learner.setup(scenario.spec, seed)
     rows: list[dict] = []
@@ -91,6 +97,7 @@ def run(scenario: Scenario, learner: Learner, seed: int,
             progress(saved.task, rows[-len(scenario):])
     for after_task in range(first, len(scenario) + 1):
         train_seconds = 0.0
+        reset_peak_memory()
         if after_task > 0:
             _sync()
             start = time.perf_counter()
@@ -100,8 +107,9 @@ def run(scenario: Scenario, learner: Learner, seed: int,
         start = time.perf_counter()
         results = [accuracy(learner, task) for task in scenario]
         eval_seconds = time.perf_counter() - start
+        memory = peak_memory_mb()
         new = [{"after_task": after_task, "eval_task": j + 1, "accuracy": acc, "n_samples": n,
-                "train_seconds": train_seconds, "eval_seconds": eval_seconds}
+                "train_seconds": train_seconds, "eval_seconds": eval_seconds, "peak_memory_mb": memory}
                for j, (acc, n) in enumerate(results)]
         rows += new
         if saving and 0 < after_task < len(scenario):

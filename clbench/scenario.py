@@ -278,9 +278,14 @@ def build_scenario(config: dict[str, Any]) -> Scenario:
     if check_eval_split(eval_split) == "val":
         dataset = dataset.validation()
     name = config.pop("name", builder_name)
+    stream = config.pop("stream", None)
+    if stream is not None:
+        from clbench.streams import check_stream
+
+        stream = check_stream(stream, f"scenario {name!r} stream")
     try:
         scenario = BUILDERS[builder_name](dataset, name=name, **config)
     except TypeError as err:
         raise UsageError(f"bad arguments for scenario builder {builder_name!r}: {err}") from None
-    scenario.config.update(name=name, eval_split=eval_split)
+    scenario.config.update(name=name, eval_split=eval_split, **({"stream": stream} if stream else {}))
     return scenario

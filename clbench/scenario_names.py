@@ -32,6 +32,13 @@ NAMED_SCENARIOS: dict[str, dict[str, Any]] = {
     "split-cifar100": {"builder": "split", "dataset": "cifar100", "n_tasks": 10, "protocol": "class_il"},
 }
 
+# Streams (clbench.streams) over the digits and the MNIST family: online (one pass, batches of 10,
+# boundaries signalled), blurry (10% of each task in its neighbours' segments) and task-free
+# (a smoothly changing mixture; no boundary signalled). Anytime evaluation every 10 steps.
+for _base in ("split-digits", "permuted-digits", "split-mnist", "permuted-mnist", "split-fmnist"):
+    for _kind, _label in (("online", "online"), ("blurry", "blurry"), ("gradual", "taskfree")):
+        NAMED_SCENARIOS[f"{_label}-{_base}"] = {**NAMED_SCENARIOS[_base], "stream": {"kind": _kind}}
+
 
 def check_protocol(protocol: Any, where: str = "") -> str:
     """`protocol` if it is one of PROTOCOLS, else a UsageError naming `where` and the valid ones."""

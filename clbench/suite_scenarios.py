@@ -93,10 +93,18 @@ def _builder_scenarios(reader: Reader, entry: dict[str, Any], table: tuple, wher
     hints = typing.get_type_hints(function)
     arguments = {p.name: p for p in parameters[1:] if p.name not in ("name", "protocol")}
     dataset_options = tuple(getattr(scenario_module, "DATASET_OPTIONS", ()))
-    valid = ["builder", "name", "protocol", "dataset", "eval_split", *dataset_options, *arguments]
+    valid = ["builder", "name", "protocol", "dataset", "eval_split", "stream", *dataset_options, *arguments]
+    stream = {}
+    if "stream" in entry:  # a stream table (clbench.streams), checked whole, never swept
+        from clbench.streams import check_stream
+
+        try:
+            stream = {"stream": check_stream(entry["stream"], f"{where} stream")}
+        except UsageError as err:
+            raise reader.error(str(err), table, "stream") from None
     options: dict[str, list[Any]] = {}
     for key, value in entry.items():
-        if key in ("builder", "name", "protocol"):
+        if key in ("builder", "name", "protocol", "stream"):
             continue
         if key not in valid:
             raise reader.error(f"{where}: {unknown_name_error('key', key, valid, f' for builder {builder!r}')}",
@@ -129,7 +137,7 @@ def _builder_scenarios(reader: Reader, entry: dict[str, Any], table: tuple, wher
     for protocol in protocols:
         for combo in itertools.product(*(options[k] for k in keys)):
             values = dict(zip(keys, combo))
-            config = {"name": name, "builder": builder, **values, "protocol": protocol}
+            config = {"name": name, "builder": builder, **values, "protocol": protocol, **stream}
             detail = ", ".join(f"{k}={show_value(values[k])}" for k in swept)
             out.append((config, f" ({detail})" if detail else ""))
     return out

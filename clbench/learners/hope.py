@@ -177,6 +177,9 @@ class Hope:
 
     # the same data order as the baselines
     shuffled = SGDLearner.shuffled
+    # task-free streams: one `train_step` per batch, output units learned from the labels
+    fit_batch = SGDLearner.fit_batch
+    stream_mask = SGDLearner.stream_mask
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """One stream step (HOPE.md §8.3): gradient of the masked loss, accumulated per level;

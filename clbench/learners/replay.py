@@ -6,7 +6,7 @@ sampling: Vitter 1985, "Random sampling with a reservoir".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
@@ -25,7 +25,12 @@ class Replay(SGDLearner):
     samples. The memory holds at most `buffer_size` samples, filled by reservoir sampling over
     everything seen (each sample equally likely to be kept) or, with `class_balanced`, an equal
     share per class seen so far (per class and task in domain-IL, where classes recur). The memory is kept as tensors on the training device.
+
+    On a stream without boundaries (`fit_batch`), every batch is offered to the reservoir right
+    after its step (Chaudhry et al. 2019 do the same online); `class_balanced` needs boundaries.
     """
+
+    task_free: ClassVar[bool] = True
 
     buffer_size: int = 200           # samples in memory
     class_balanced: bool = False     # equal share per class instead of reservoir sampling
@@ -64,6 +69,19 @@ class Replay(SGDLearner):
             memory = no_mask.expand(k, -1) if self.buffer_mask_ is None else self.buffer_mask_[idx]
             logits = logits + torch.cat([current, memory])
         return F.cross_entropy(logits, torch.cat([y, self.buffer_y_[idx]]))
+
+    def fit_batch(self, x, y, task_ids=None) -> float:
+        if self.class_balanced:
+            raise UsageError("Replay with class_balanced=True needs task boundaries; on a task-free "
+                             "stream use reservoir sampling (class_balanced=False)")
+        if self.spec_.protocol == "task_il" and len(self.buffer_task_):
+            self.buffer_mask_ = self.logit_mask(self.buffer_task_)
+        else:
+            self.buffer_mask_ = None
+        loss = super().fit_batch(x, y, task_ids)
+        memory_tasks = task_ids.cpu() if task_ids is not None else torch.zeros(len(y), dtype=torch.long)
+        self._reservoir(x.to(self.device_), y.to(self.device_), memory_tasks)
+        return loss
 
     def end_task(self, task: Task) -> None:
         task_ids = torch.full((len(self.y_),), task.task_id, dtype=torch.long)

@@ -1,0 +1,65 @@
+"""The anytime table of a report: per group of seeds, the anytime metrics (`clbench.anytime`),
+the stability gap and the peak memory, as mean ± SEM over seeds (`clbench.stats`)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from clbench.anytime import HIGHER_IS_BETTER, LABELS, read_anytime, summary
+from clbench.anytime_plots import gap_depth
+from clbench.stats import mean_sem
+
+COLUMNS = ("acc", "aaa", "a_auc", "min_acc", "wc_acc", "wf", "gap", "peak_memory_mb")
+HEADERS = {**LABELS, "acc": "final ACC", "gap": "stability gap", "peak_memory_mb": "peak memory (MiB)"}
+
+
+def group_values(group) -> dict[str, list[float]]:
+    """Per column, the value of every run of the group that has anytime rows."""
+    values: dict[str, list[float]] = {c: [] for c in COLUMNS}
+    for run in group.runs:
+        a = read_anytime(run.path)
+        if a is None:
+            continue
+        for name, value in summary(a).items():
+            values[name].append(value)
+        values["acc"].append(float(run.matrix[-1].mean()))
+        values["gap"].append(gap_depth(a))
+        memory = [r["peak_memory_mb"] for r in run.rows if "peak_memory_mb" in r]
+        if memory:
+            values["peak_memory_mb"].append(max(memory))
+    return values
+
+
+def rows(groups: Sequence) -> list[dict]:
+    """One dict per group with anytime rows: labels, n, and (mean, sem) per column."""
+    out = []
+    for g in groups:
+        values = group_values(g)
+        if not values["aaa"]:
+            continue
+        out.append({"scenario": g.scenario, "protocol": g.protocol, "learner": g.learner, "n": len(values["aaa"]),
+                    **{c: mean_sem([v for v in values[c] if v == v])[:2] for c in COLUMNS}})
+    return out
+
+
+def markdown(table: list[dict]) -> str:
+    """The table in Markdown: accuracies in %, memory in MiB, mean ± SEM over seeds."""
+    arrows = {c: " ↑" if HIGHER_IS_BETTER.get(c, c == "acc") else " ↓" for c in COLUMNS}
+    arrows["peak_memory_mb"] = ""
+    arrows["gap"] = " ↓"
+    head = ["scenario", "protocol", "learner", "n"] + [HEADERS[c] + arrows[c] for c in COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table:
+        cells = [r["scenario"], r["protocol"], r["learner"], str(r["n"])]
+        for c in COLUMNS:
+            mean, sem = r[c]
+            scale = 1 if c == "peak_memory_mb" else 100
+            cells.append("n/a" if mean != mean else f"{scale * mean:.1f}" + ("" if sem != sem else f" ± {scale * sem:.1f}"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+CAPTION = ("Along the stream (anytime evaluation), mean ± SEM over seeds, in %: AAA (average anytime accuracy), "
+           "A_AUC (area under the anytime accuracy curve per sample), min-ACC and WC-ACC (worst-case accuracy), "
+           "WF (windowed forgetting over 50 steps), stability gap (old-task accuracy at a switch minus its lowest "
+           "value before the next boundary); peak memory: the largest per-task peak (resident memory on the CPU, "
+           "allocator peak on a GPU). Definitions: docs/anytime.md.")
