@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import clbench
+from clbench.errors import UsageError
 from clbench.fields import field_values, make_learner
 from clbench.registry import learner_label, load_object, resolve_reference, source_sha256
 
@@ -170,6 +171,8 @@ def _execute_or_record(config: dict[str, Any], results: Path, progress, checkpoi
 
     try:
         return execute(config, progress=collect, checkpoint=checkpoint)
+    except UsageError:  # a mistake in the config found only when the run starts: exit 2, nothing recorded
+        raise
     except Exception as err:  # noqa: BLE001 - recorded as a failed run, reported in one line
         message = f"{type(err).__name__}: {' '.join(str(err).split()) or '(no message)'}"
         text = traceback.format_exc()
