@@ -25,6 +25,9 @@ BUILTIN_LEARNERS = {
     "ewc": "clbench.learners.ewc:EWC",
     "replay": "clbench.learners.replay:Replay",
     "hope": "clbench.learners.hope:Hope",
+    "token-mlp": "clbench.learners.token_mlp:TokenMLP",
+    "token-mlp-replay": "clbench.learners.token_mlp:TokenMLPReplay",
+    "token-mlp-ewc": "clbench.learners.token_mlp:TokenMLPEWC",
 }
 
 # Named scenarios: a builder from clbench.scenario, its dataset and arguments, and a default protocol.
