@@ -30,6 +30,7 @@ PREDICT_SLICE = 256            # examples per forward pass in `predict` (each ho
 CHOICES = {"mixer": ("selfmod", "attention"), "inner_optimizer": ("dgd", "gd"),
            "inner_objective": ("l2", "dot"), "hidden_decay": ("dgd", "alpha"),
            "input_kind": ("auto", "image", "vector", "tokens"), "cms_reduce": ("mean", "sum"),
+           "memory_width": ("head", "full"),
            "period_unit": ("steps", "examples")}
 
 
@@ -60,7 +61,7 @@ class Hope:
     # architecture (HOPE.md §8.1)
     d: int = 64                      # token width (HOPE.md default 256; see above)
     n_blocks: int = 2                # HopeBlocks
-    heads: int = 4                   # memory / attention heads; each head's memories act on its d/heads slice
+    heads: int = 4                   # memory / attention heads; each head's memories act on its d/heads slice (memory_width)
     n_tokens: int = 16               # tokens for image (a √n×√n patch grid) and vector inputs
     input_kind: str = "auto"         # "auto" (image if 3-d input, else vector), "image", "vector", "tokens"
     vocab_size: int = 256            # token inputs: vocabulary size
@@ -71,7 +72,8 @@ class Hope:
     cms_levels: int = 4              # CMS blocks per HopeBlock; block ℓ belongs to level ℓ
     cms_expansion: int = 4           # hidden width of a CMS MLP, in multiples of d
     # self-modifying memory (HOPE.md §4, §7)
-    memory_expansion: int = 2        # hidden width of every memory, in multiples of d/heads
+    memory_expansion: int = 2        # hidden width of every memory, in multiples of its input width
+    memory_width: str = "head"       # M_k, M_v, M_η, M_α map each head's d/heads slice ("head") or all of d ("full")
     chunk_mem: int = 4               # tokens per chunk of the main memory M_mem
     chunk_other: int = 8             # tokens per chunk of M_k, M_v, M_η, M_α
     conv_window: int = 4             # causal depthwise convolution on q, k and v

@@ -303,6 +303,11 @@ class SelfModTitans(nn.Module):
     (`t − t mod C`, §7 item 1); the decay/momentum recurrence runs over every token. The
     projection memories never read M_mem, so they run first over the whole sequence, then M_mem.
     Output (Titans-style gate): W_o (RMSNorm(y) ⊙ silu(x W_g)).
+
+    `memory_width="full"`: M_k, M_v, M_η, M_α (and M_q) map the whole width d, as in the paper,
+    instead of each head's slice (hidden width memory_expansion · d); their outputs are then cut
+    into heads. Their writes use the whole-width k (unit norm over d) and v, and one η and α per
+    token: the mean of the heads' η and the geometric mean of their α. M_mem stays per head.
     """
 
     def __init__(self, cfg: Any):
@@ -313,9 +318,12 @@ class SelfModTitans(nn.Module):
         self.proj_names = [n for n, on in (("k", cfg.adaptive_k), ("v", cfg.adaptive_v), ("q", cfg.adaptive_q),
                                            ("eta", True), ("alpha", cfg.retention)) if on]
         n_proj = len(self.proj_names)
-        # meta-learned initial states M_□,0, per head and memory (§6 "all initial states")
-        self.proj_in0 = nn.Parameter(torch.randn(heads, n_proj, m, h) / math.sqrt(h))
-        self.proj_out0 = nn.Parameter(torch.randn(heads, n_proj, h, m) / math.sqrt(m))
+        # meta-learned initial states M_□,0, per head and memory (§6 "all initial states"); with
+        # full-width memories the projection memories are one "head" of width d
+        self.full_width = cfg.memory_width == "full"
+        p_heads, p_h, p_m = (1, d, cfg.memory_expansion * d) if self.full_width else (heads, h, m)
+        self.proj_in0 = nn.Parameter(torch.randn(p_heads, n_proj, p_m, p_h) / math.sqrt(p_h))
+        self.proj_out0 = nn.Parameter(torch.randn(p_heads, n_proj, p_h, p_m) / math.sqrt(p_m))
         self.mem_in0 = nn.Parameter(torch.randn(heads, 1, m, h) / math.sqrt(h))
         self.mem_out0 = nn.Parameter(torch.randn(heads, 1, h, m) / math.sqrt(m))
         # static projections where a memory is switched off (§10 adaptive_k/v=False; q static by default)
@@ -346,6 +354,11 @@ class SelfModTitans(nn.Module):
         B, T, d = x.shape
         write = cfg.memorize
         xh = x.view(B, T, self.heads, self.head_dim).transpose(1, 2)          # (B, H, T, h)
+        full = self.full_width
+        if full:                                                  # one "head" of width d
+            xh = x.unsqueeze(1)                                   # (B, 1, T, d)
+        split = lambda t: t.view(B, 1, t.shape[2], self.heads, self.head_dim).squeeze(1).transpose(1, 2)
+        merge = lambda t: t.transpose(1, 2).reshape(B, 1, t.shape[2], d)    # (B, H, C, h) -> (B, 1, C, d)
         # 1. the projection memories, chunk by chunk: k, v, (q), η, α of every token
         seqs = {n: self._heads(causal_conv(self.conv[n], lin(x).transpose(1, 2))[0]) for n, lin in self.static.items()}
         proj = Memories(self.proj_in0, self.proj_out0, cfg)
@@ -357,6 +370,8 @@ class SelfModTitans(nn.Module):
             for name in history:
                 y, history[name] = causal_conv(self.conv[name], self._channels(out[name]), history[name])
                 out[name] = self._heads(y)
+            if full:
+                out.update({name: split(out[name]) for name in ("eta", "alpha") if name in out})
             out["eta"] = cfg.eta_max * torch.sigmoid((out["eta"] * self.eta_readout[:, None]).sum(-1)
                                                      + self.eta_bias[:, None])
             out["log_alpha"] = (F.logsigmoid((out["alpha"] * self.alpha_readout[:, None]).sum(-1)
@@ -364,9 +379,13 @@ class SelfModTitans(nn.Module):
             for name, chunks in parts.items():
                 chunks.append(out[name])
             if write and t0 + n < T:                             # the last chunk's write is never read
-                k = l2norm(out["k"] if "k" in out else seqs["k"][:, :, t0:t0 + n])
+                k = out["k"] if "k" in out else seqs["k"][:, :, t0:t0 + n]
                 v = out["v"] if "v" in out else seqs["v"][:, :, t0:t0 + n]
-                proj.write(k, v, out["eta"], chunk_tables(out["eta"], out["log_alpha"], cfg.momentum))
+                eta, log_alpha = out["eta"], out["log_alpha"]
+                if full:
+                    k, v = merge(k), merge(v)
+                    eta, log_alpha = eta.mean(1, keepdim=True), log_alpha.mean(1, keepdim=True)
+                proj.write(l2norm(k), v, eta, chunk_tables(eta, log_alpha, cfg.momentum))
         seqs.update({n: torch.cat(p, 2) for n, p in parts.items()})
         q, k, v = l2norm(seqs["q"]), l2norm(seqs["k"]), seqs["v"]
         # 2. the main memory, chunk by chunk: read y_t = M_mem(q_t) at the chunk start, then write
