@@ -10,6 +10,7 @@ tensor, C tokens in one chunk, m = expansion · h hidden width of a memory.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -40,18 +41,26 @@ def l2norm(x: torch.Tensor) -> torch.Tensor:
 # ("gd") the u terms are absent: W_t = α_t W_{t−1} + S_t.
 
 
+@functools.lru_cache(maxsize=64)
+def _constants(n: int, beta: float, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The masks and powers of β that every chunk of n tokens uses (made once, not per chunk)."""
+    gap = torch.arange(n, device=device, dtype=dtype)
+    gap = gap[:, None] - gap[None, :]
+    return {"lower": torch.ones(n + 1, n + 1, dtype=torch.bool, device=device).tril(),
+            "strict": torch.ones(n, n, dtype=torch.bool, device=device).tril(-1),
+            "powers": torch.where(gap >= 0, beta ** gap.clamp_min(0), torch.zeros_like(gap)),
+            "rising": beta ** torch.arange(1, n + 1, device=device, dtype=dtype),         # β^1 .. β^C
+            "tail": beta ** torch.arange(n - 1, -1, -1, device=device, dtype=dtype)}      # β^{C−j}
+
+
 def chunk_tables(eta: torch.Tensor, log_alpha: torch.Tensor, beta: float):
     """P (B, H, 1, C+1, C+1), Q (B, H, 1, C+1, C) and R (B, H, 1, C+1) of one chunk from its
     η and log α (B, H, C); the extra axis broadcasts over memories."""
-    n = eta.shape[-1]
+    const = _constants(eta.shape[-1], beta, eta.device, eta.dtype)
     cum = F.pad(log_alpha.cumsum(-1), (1, 0))
-    lower = torch.ones(n + 1, n + 1, dtype=torch.bool, device=eta.device).tril()
-    P = torch.where(lower, cum[..., :, None] - cum[..., None, :], float("-inf")).exp()
-    gap = torch.arange(n, device=eta.device, dtype=eta.dtype)
-    gap = gap[:, None] - gap[None, :]
-    powers = torch.where(gap >= 0, beta ** gap.clamp_min(0), torch.zeros_like(gap))
-    R = P[..., 1:] @ (beta ** torch.arange(1, n + 1, device=eta.device, dtype=eta.dtype))
-    return P.unsqueeze(2), (P[..., 1:] @ powers).unsqueeze(2), R.unsqueeze(2)
+    P = torch.where(const["lower"], cum[..., :, None] - cum[..., None, :], float("-inf")).exp()
+    R = P[..., 1:] @ const["rising"]
+    return P.unsqueeze(2), (P[..., 1:] @ const["powers"]).unsqueeze(2), R.unsqueeze(2)
 
 
 def unit_lower_solve(lower: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
@@ -78,7 +87,7 @@ def chunk_left(a_hat, d, boundary_a, s_a, eta, tables, decay: bool):
     if s_a is not None:
         rhs = rhs + R[..., :-1, None] * s_a
     gram = a_hat @ a_hat.transpose(-1, -2)
-    strict = torch.ones(n, n, dtype=torch.bool, device=d.device).tril(-1)
+    strict = _constants(n, 0.0, d.device, d.dtype)["strict"]
     rhs = rhs - torch.where(strict, gram * (e.unsqueeze(-2) * Q[..., :-1, :]), 0.0) @ d
     u = unit_lower_solve(torch.where(strict, gram * (e.unsqueeze(-2) * P[..., :-1, 1:]), 0.0), rhs)
     return (e * P[..., n, 1:]).unsqueeze(-1) * u + (e * Q[..., n, :]).unsqueeze(-1) * d
@@ -86,8 +95,7 @@ def chunk_left(a_hat, d, boundary_a, s_a, eta, tables, decay: bool):
 
 def momentum_rows(d, eta, beta: float):
     """The momentum written by one chunk, as factors on its rows: S_C = β^C S_b + (these)ᵀ â."""
-    n = d.shape[-2]
-    tail = beta ** torch.arange(n - 1, -1, -1, device=d.device, dtype=d.dtype)          # β^{C−j}
+    tail = _constants(d.shape[-2], beta, d.device, d.dtype)["tail"]                    # β^{C−j}
     return -(eta.unsqueeze(2) * tail).unsqueeze(-1) * d
 
 
