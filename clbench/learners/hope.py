@@ -4,7 +4,7 @@ Behrouz, Razaviyayn, Zhong & Mirrokni, "Nested Learning: The Illusion of Deep Le
 Architectures", NeurIPS 2025 (openreview nbMeRvNb7A) and arXiv 2512.24695 (§8, Eqs. 70-97);
 the memory builds on Titans (Behrouz, Zhong & Mirrokni, arXiv 2501.00663). The paper evaluates
 continual learning only in context; this learner is clbench's extrapolation to labelled task
-streams trained by SGD, written from ../shared/HOPE.md §8 with the readings of its §7. The
+streams trained by SGD, written from docs/hope.md §8 with the readings of its §7. The
 networks are in `hope_modules.py`.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Hope:
     them with the self-modifying memory, which learns inside every example by delta gradient
     descent (DGD) with momentum and retention from meta-learned initial states, then applies the
     CMS chain of `cms_levels` MLPs; a linear head reads the mean token. Streaming training
-    (HOPE.md §8.2-8.3): one step is one minibatch; level ℓ accumulates its mean gradient over
+    (docs/hope.md §8.2-8.3): one step is one minibatch; level ℓ accumulates its mean gradient over
     `levels[ℓ]` steps and then steps its own AdamW with `level_lrs[ℓ]`. CMS block ℓ is level ℓ,
     the head is `head_level`, and everything else (encoder, memory initial states, W_q,
     convolutions, gates, read-outs and norms other than each CMS block's own) is `backbone_level`.
@@ -52,14 +52,14 @@ class Hope:
     nothing (§8.4). Hope has no replay buffer, no Fisher penalty and no task ids; training masks
     logits exactly as the baselines do (`SGDLearner.logit_mask`).
 
-    Default width d = 64, not HOPE.md's 256: on the 2-core CPU this was built on, d = 256
+    Default width d = 64, not docs/hope.md's 256: on the 2-core CPU this was built on, d = 256
     (≈5.4M parameters) costs ≈1.2 s of CPU per training step, ≈10 minutes per split-digits run;
     d = 64 (≈0.34M parameters) costs ≈0.16 s, ≈80 s per run. `--set d=256` gives the spec's
-    size; every other default is HOPE.md's.
+    size; every other default is docs/hope.md's.
     """
 
-    # architecture (HOPE.md §8.1)
-    d: int = 64                      # token width (HOPE.md default 256; see above)
+    # architecture (docs/hope.md §8.1)
+    d: int = 64                      # token width (docs/hope.md default 256; see above)
     n_blocks: int = 2                # HopeBlocks
     heads: int = 4                   # memory / attention heads; each head's memories act on its d/heads slice (memory_width)
     n_tokens: int = 16               # tokens for image (a √n×√n patch grid) and vector inputs
@@ -71,7 +71,7 @@ class Hope:
     selfmod: bool = True             # False: no token mixer at all, CMS only
     cms_levels: int = 4              # CMS blocks per HopeBlock; block ℓ belongs to level ℓ
     cms_expansion: int = 4           # hidden width of a CMS MLP, in multiples of d
-    # self-modifying memory (HOPE.md §4, §7)
+    # self-modifying memory (docs/hope.md §4, §7)
     memory_expansion: int = 2        # hidden width of every memory, in multiples of its input width
     memory_width: str = "head"       # M_k, M_v, M_η, M_α map each head's d/heads slice ("head") or all of d ("full")
     chunk_mem: int = 4               # tokens per chunk of the main memory M_mem
@@ -89,7 +89,7 @@ class Hope:
     adaptive_q: bool = False         # q from a memory M_q too (extension; the paper keeps q static)
     first_order: bool = False        # inner writes see detached states (no back-prop through the unroll)
     memorize: bool = True            # False: memories stay at their initial states (diagnostic)
-    # streaming levels (HOPE.md §8.2)
+    # streaming levels (docs/hope.md §8.2)
     levels: tuple[int, ...] = (1, 4, 16, 64)                      # update period of each level (period_unit)
     period_unit: str = "steps"       # unit of `levels`: minibatch "steps", or training "examples" (a whole
                                      # number of batches); a period may outlast a task (it runs across tasks)
@@ -200,7 +200,7 @@ class Hope:
     logit_mask = SGDLearner.logit_mask
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """One stream step (HOPE.md §8.3): gradient of the masked loss, accumulated per level;
+        """One stream step (docs/hope.md §8.3): gradient of the masked loss, accumulated per level;
         each level whose period is complete steps its optimiser with the mean gradient. Inputs
         may be on any device (no copy when they are already on the learner's)."""
         x, y = x.to(self.device_), y.to(self.device_)

@@ -1,7 +1,7 @@
 """The networks of the `hope` learner (clbench/learners/hope.py): encoder, self-modifying Titans
 memory, Hope-Attention, Continuum Memory System blocks and the classifier around them.
 
-Written from ../shared/HOPE.md (§4, §5, §7, §8.1); equation numbers refer to arXiv 2512.24695.
+Written from docs/hope.md (§4, §5, §7, §8.1); equation numbers refer to arXiv 2512.24695.
 Every module takes `cfg`, an object with the fields of `clbench.learners.hope.Hope`, so that
 the defaults live in one place.
 
