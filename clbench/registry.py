@@ -24,6 +24,9 @@ BUILTIN_LEARNERS = {
     "ewc": "clbench.learners.ewc:EWC",
     "replay": "clbench.learners.replay:Replay",
     "hope": "clbench.learners.hope:Hope",
+    "token-mlp": "clbench.learners.token_mlp:TokenMLP",
+    "token-mlp-replay": "clbench.learners.token_mlp:TokenMLPReplay",
+    "token-mlp-ewc": "clbench.learners.token_mlp:TokenMLPEWC",
 }
 
 ENTRY_POINT_GROUP = "clbench.learners"
