@@ -207,8 +207,8 @@ def test_der_stores_the_logits_of_the_step_and_matches_them():
     x, y = learner.x_[:32], learner.y_[:32]
     with torch.no_grad():
         logits = learner.model_(x)
-    first = learner.loss(x, y, learner.mask_)
-    assert float(first) == pytest.approx(float(F.cross_entropy(logits + learner.mask_, y)), rel=1e-6)
+    first = learner.loss(x, y, learner.mask_)  # all units: mask_logits is False by default, as in the paper
+    assert float(first) == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-6)
     assert torch.equal(learner.buffer_x_, x) and torch.equal(learner.buffer_logits_, logits)
     with torch.no_grad():  # a step later the model has moved: the stored logits are its past
         for p in learner.model_.parameters():
@@ -216,7 +216,7 @@ def test_der_stores_the_logits_of_the_step_and_matches_them():
     x2, y2 = learner.x_[32:64], learner.y_[32:64]
     idx = torch.randint(32, (32,), generator=copy.deepcopy(learner.generator_))
     with torch.no_grad():
-        expected = F.cross_entropy(learner.model_(x2) + learner.mask_, y2) + \
+        expected = F.cross_entropy(learner.model_(x2), y2) + \
             0.3 * ((learner.model_(x[idx]) - logits[idx]) ** 2).mean()
     assert float(learner.loss(x2, y2, learner.mask_)) == pytest.approx(float(expected), rel=1e-5)
     assert len(learner.buffer_y_) == 64
@@ -228,6 +228,11 @@ def test_der_reservoir_keeps_the_buffer_size_and_derpp_adds_the_label_term():
     assert len(der.buffer_y_) == 50 and der.n_seen_ == 2 * sum(len(t.y_train) for t in sc[:2])
     assert set(der.buffer_task_.tolist()) == {0, 1}  # both tasks are represented
     assert DERpp().beta == 0.5 and DER().beta == 0.0
+    at_end = _fit(DER(epochs=2, buffer_size=50, store="task_end"), sc, 2)  # offered once, after each task
+    assert len(at_end.buffer_y_) == 50 and at_end.n_seen_ == sum(len(t.y_train) for t in sc[:2])
+    with torch.no_grad():
+        assert torch.allclose(at_end.buffer_logits_[at_end.buffer_task_ == 1],
+                              at_end.model_(at_end.buffer_x_[at_end.buffer_task_ == 1]), atol=1e-5)
     final = {name: run(sc, cls(buffer_size=200), 0).matrix[-1].mean() for name, cls in (("der", DER), ("derpp", DERpp))}
     assert final["derpp"] > final["der"] + 0.1  # the memory's labels matter in class_il
 
