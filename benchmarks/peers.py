@@ -61,14 +61,14 @@ HAND_WRITTEN = ("finetune", "ewc", "replay")   # the methods the hand-written lo
 SI_LAMBDA = 1e4
 # clbench name: (clbench fields, Avalanche strategy, its arguments), as in tests/test_avalanche.py
 NATIVE = {
-    "si": (dict(c=0.00075 * SI_LAMBDA, xi=1e-7, clip=2 / 3), "SynapticIntelligence", dict(si_lambda=SI_LAMBDA, eps=1e-7)),
+    "si": (dict(c=SI_LAMBDA / 2, xi=1e-7, clip=0.001), "SynapticIntelligence", dict(si_lambda=SI_LAMBDA, eps=1e-7)),
     "mas": (dict(lam=1.0, accumulate="average", alpha=0.5, importance_batch_size=BATCH_SIZE), "MAS",
             dict(lambda_reg=1.0, alpha=0.5)),
     "lwf": (dict(alpha=1.0, temperature=2.0), "LwF", dict(alpha=1.0, temperature=2.0)),
     "agem": (dict(memory_per_task=250, sample_size=256), "AGEM", dict(patterns_per_exp=250, sample_size=256)),
     "der": (dict(buffer_size=200, alpha=0.1, store="task_end"), "DER", dict(mem_size=200, alpha=0.1, beta=0.0)),
     "derpp": (dict(buffer_size=200, alpha=0.1, beta=0.5, store="task_end"), "DER", dict(mem_size=200, alpha=0.1, beta=0.5)),
-    "er-ace": (dict(buffer_size=200, replay_batch_size=10, class_balanced=True), "ER_ACE", dict(mem_size=200, batch_size_mem=10)),
+    "er-ace": (dict(buffer_size=200, replay_batch_size=10, class_balanced=True, mask_logits=False), "ER_ACE", dict(mem_size=200, batch_size_mem=10)),
     "gdumb": (dict(buffer_size=200), "GDumb", dict(mem_size=200)),
     "icarl": (dict(memory_size=200), "ICaRL", dict(memory_size=200, buffer_transform=None, fixed_memory=True)),
 }

@@ -8,6 +8,7 @@ from typing import Any
 
 import clbench
 from clbench.config import field_values, make_learner
+from clbench.learner import check_protocol
 from clbench.registry import AVALANCHE_PREFIX, load_object, resolve_reference, source_sha256
 
 
@@ -22,6 +23,8 @@ def resolve(scenario: dict[str, Any], learner: str, overrides: dict[str, Any], s
     cls = load_object(canonical)
     instance = make_learner(cls, overrides, learner, where)
     name = name or (learner if ":" not in learner or learner.startswith(AVALANCHE_PREFIX) else cls.__name__.lower())
+    if "protocol" in scenario:
+        check_protocol(cls, scenario["protocol"], name)
     return {
         "clbench_version": clbench.__version__,
         "scenario": with_data_checksum(scenario),

@@ -44,6 +44,7 @@ from typing import Any
 
 from clbench.config import coerce, learner_fields, make_learner, parse_assignments, resolve_fields
 from clbench.errors import UsageError
+from clbench.learner import supported_protocols
 from clbench.registry import (EVAL_SPLITS, NAMED_SCENARIOS, PROTOCOLS, load_object, resolve_reference,
                               scenario_config, unknown_name_error)
 from clbench.results import run_dir_name, run_id, scan_runs, write_run
@@ -80,6 +81,7 @@ class Suite:
     description: str = ""
     n_scenarios: int = 0       # scenario variants (entries × protocols × sweeps)
     n_learners: int = 0        # learner variants (tables × sweeps)
+    left_out: tuple[str, ...] = ()  # "label scenario/protocol" pairs not run: the learner is not defined there
 
 
 @dataclass
@@ -271,8 +273,12 @@ def load_suite(path: str | Path, overrides: Iterable[str] = (), seeds: str | Non
 
     runs: list[PlannedRun] = []
     seen: set[str] = set()
+    left_out: list[str] = []  # learner/protocol pairs where the learner is not defined (see clbench.learner)
     for scenario, scenario_detail in scenarios:
         for entry in learners:
+            if scenario["protocol"] not in supported_protocols(entry.cls):
+                left_out.append(f"{entry.label} {scenario['name']}{scenario_detail}/{scenario['protocol']}")
+                continue
             for values, detail in entry.variants():
                 for seed in seed_list:
                     config = _resolve(reader, scenario, entry, values, seed)
@@ -284,7 +290,7 @@ def load_suite(path: str | Path, overrides: Iterable[str] = (), seeds: str | Non
                              f"{scenario['protocol']} seed {seed}")
                     runs.append(PlannedRun(rid, config, label))
     return Suite(name, path, seed_list, runs, description, n_scenarios=len(scenarios),
-                 n_learners=sum(len(e.variants()) for e in learners))
+                 n_learners=sum(len(e.variants()) for e in learners), left_out=tuple(left_out))
 
 
 def _resolve(reader: _Reader, scenario: dict[str, Any], entry: _LearnerEntry, values: dict[str, Any],

@@ -373,8 +373,8 @@ def test_adapter_runs_naive_exactly_as_avalanche_runs_it(av, digits):
 
 SI_LAMBDA = 1e4
 NATIVE_PARITY = {  # name: (clbench fields, Avalanche strategy, its arguments, protocol, floor or ceiling)
-    "si": (dict(c=0.00075 * SI_LAMBDA, xi=1e-7, clip=2 / 3), "SynapticIntelligence",
-           dict(si_lambda=SI_LAMBDA, eps=1e-7), "class_il", ("below", 0.175)),
+    "si": (dict(c=SI_LAMBDA / 2, xi=1e-7, clip=0.001), "SynapticIntelligence",
+           dict(si_lambda=SI_LAMBDA, eps=1e-7), "domain_il", ("below", 0.78)),
     "mas": (dict(lam=1.0, accumulate="average", alpha=0.5, importance_batch_size=32), "MAS",
             dict(lambda_reg=1.0, alpha=0.5), "domain_il", None),
     "lwf": (dict(alpha=1.0, temperature=2.0), "LwF", dict(alpha=1.0, temperature=2.0), "domain_il", None),
@@ -384,7 +384,7 @@ NATIVE_PARITY = {  # name: (clbench fields, Avalanche strategy, its arguments, p
             "class_il", ("above", 0.3)),
     "derpp": (dict(buffer_size=200, alpha=0.1, beta=0.5, store="task_end"), "DER",
               dict(mem_size=200, alpha=0.1, beta=0.5), "class_il", ("above", 0.7)),
-    "er-ace": (dict(buffer_size=200, replay_batch_size=10, class_balanced=True), "ER_ACE",
+    "er-ace": (dict(buffer_size=200, replay_batch_size=10, class_balanced=True, mask_logits=False), "ER_ACE",
                dict(mem_size=200, batch_size_mem=10), "class_il", ("above", 0.7)),
     "gdumb": (dict(buffer_size=200), "GDumb", dict(mem_size=200), "class_il", ("above", 0.7)),
 }

@@ -35,14 +35,21 @@ def _fit(learner, scenario, n_tasks):
     return learner
 
 
-# The conformance battery for si, mas, lwf, agem, der, derpp, er-ace and gdumb runs in
-# tests/test_learners.py with the other built-ins; iCaRL's, which is not defined in domain_il, here.
+# The conformance battery for every native learner runs in tests/test_learners.py.
 
-def test_icarl_passes_the_battery_except_domain_il_where_it_is_undefined():
-    results = check_learner(ICaRL(), raise_on_failure=False)
-    failed = [r for r in results if not r.passed]
-    assert [r.name for r in failed] == ["learns_under_domain_il"]
-    assert "UsageError: icarl is defined for class_il and task_il only" in failed[0].detail
+def test_the_battery_checks_that_undeclared_protocols_are_refused():
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from clbench.learners.finetune import Finetune
+
+    @dataclass
+    class ClaimsClassILOnly(Finetune):   # declares class_il only, yet runs anywhere
+        protocols: ClassVar[tuple[str, ...]] = ("class_il",)
+
+    results = {r.name: r for r in check_learner(ClaimsClassILOnly(epochs=1), raise_on_failure=False)}
+    assert "learns_under_task_il" not in results and "learns_under_class_il" in results
+    assert not results["refuses_task_il"].passed and "ran under task_il without an error" in results["refuses_task_il"].detail
 
 
 # -- a two-weight toy model ----------------------------------------------------------------------
@@ -134,7 +141,7 @@ def test_lwf_loss_is_cross_entropy_plus_alpha_times_distillation_by_hand(protoco
     learner = _fit(LwF(epochs=1, alpha=0.7, temperature=2.0), sc, 2)
     learner.begin_task(sc[2].for_training())
     x, y = learner.x_[:16], learner.y_[:16]
-    got = learner.loss(x, y, learner.mask_)
+    got = learner.loss(x, y, learner.mask_).detach()
     with torch.no_grad():
         new, old = learner.model_(x), learner.teacher_(x)
 
@@ -321,6 +328,25 @@ def test_icarl_keeps_equal_exemplar_sets_and_classifies_by_nearest_mean():
 
 
 def test_icarl_refuses_domain_il_in_one_line():
-    with pytest.raises(UsageError, match="icarl is defined for class_il and task_il only") as err:
+    with pytest.raises(UsageError, match="learner 'icarl' is defined under class_il and task_il only, not domain_il") as err:
         run(small("domain_il"), ICaRL(epochs=1), 0)
     assert "\n" not in str(err.value)
+    from clbench.experiment import resolve
+    from clbench.registry import scenario_config
+
+    with pytest.raises(UsageError, match="not domain_il"):   # refused before anything runs
+        resolve(scenario_config("split-digits", "domain_il"), "icarl", {}, 0)
+    assert resolve(scenario_config("split-digits", "task_il"), "icarl", {}, 0)["learner"]["name"] == "icarl"
+
+
+def test_suites_leave_out_the_protocols_a_learner_is_not_defined_under(tmp_path):
+    from clbench.suite import load_suite
+
+    path = tmp_path / "s.toml"
+    path.write_text('seeds = [0, 1]\n[[scenario]]\nname = "split-digits"\n'
+                    'protocol = ["class_il", "task_il", "domain_il"]\n'
+                    '[learner.icarl]\nepochs = 1\n[learner.lwf]\nepochs = 1\n')
+    suite = load_suite(path)
+    pairs = {(r.config["learner"]["name"], r.config["scenario"]["protocol"]) for r in suite.runs}
+    assert len(suite.runs) == 10 and ("icarl", "domain_il") not in pairs and ("lwf", "domain_il") in pairs
+    assert suite.left_out == ("icarl split-digits/domain_il",)

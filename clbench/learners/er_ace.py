@@ -33,7 +33,12 @@ class ERACE(Replay):
     samples when the task starts rather than when it ends, as Avalanche's ER_ACE does: the memory
     loss must also see the new classes, which the incoming loss never sets against the old ones
     (with only old samples in memory, new classes would never out-score old ones).
+
+    `mask_logits=False` takes the memory's cross-entropy over all units, as Avalanche's ER_ACE
+    does (on split-digits class_il its final accuracy drops from 0.85 to 0.80).
     """
+
+    mask_logits: bool = True        # mask the memory batch's logits as SGDLearner does (False: all units)
 
     def begin_task(self, task: Task) -> None:
         super().begin_task(task)
@@ -55,7 +60,9 @@ class ERACE(Replay):
         loss = F.cross_entropy(current, y)
         if idx is not None:
             memory = logits[len(x):]
-            if self.spec_.protocol == "task_il" and self.buffer_mask_ is not None:
+            if not self.mask_logits:
+                mask = None
+            elif self.spec_.protocol == "task_il" and self.buffer_mask_ is not None:
                 mask = self.buffer_mask_[idx]   # each memory sample's own task's units
             loss = loss + F.cross_entropy(memory if mask is None else memory + mask, self.buffer_y_[idx])
         return loss

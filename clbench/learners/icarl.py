@@ -8,11 +8,11 @@ Algorithms 4-5 (herding selection, exemplar reduction).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, ClassVar, Iterator
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
-from clbench.learner import SGDLearner
+from clbench.learner import SGDLearner, check_protocol
 
 if TYPE_CHECKING:
     from clbench.scenario import Task
@@ -42,15 +42,15 @@ class ICaRL(SGDLearner):
 
     memory_size: int = 200          # exemplars in total, K (the paper: 2000 on iCIFAR-100)
 
+    protocols: ClassVar[tuple[str, ...]] = ("class_il", "task_il")   # see clbench.learner
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.memory_size < 1:
             raise UsageError(f"memory_size must be >= 1, got {self.memory_size}")
 
     def setup(self, spec, seed: int) -> None:
-        if spec.protocol == "domain_il":
-            raise UsageError("icarl is defined for class_il and task_il only: in domain_il every task "
-                             "repeats the same classes, so iCaRL's new-class loss and old-class distillation are undefined")
+        check_protocol(self, spec.protocol, "icarl")
         super().setup(spec, seed)
         self.head_ = [m for m in self.model_.modules() if isinstance(m, torch.nn.Linear)][-1]
         self.exemplars_: dict[int, torch.Tensor] = {}     # class -> its exemplars, in herding order

@@ -27,8 +27,8 @@ class SI(SGDLearner):
     At the end of the task Ω_k += ω_k / ((Δ_k)² + ξ) with Δ_k the task's total change of θ_k
     (Eq. 5), and later tasks train on L + c Σ_k Ω_k (θ̃_k − θ_k)², θ̃ the weights at the end of the
     previous task (Eq. 4). Unlike EWC no extra pass over the data is needed. `clip` caps Ω_k
-    (the paper does not clip; Avalanche's `SynapticIntelligence(si_lambda=λ, eps=e)` is `c = 0.00075 λ`,
-    `xi = e`, `clip = 2/3`: it scales Ω by 0.0015, caps it at 0.001 and halves λ).
+    (the paper does not clip; Avalanche's `SynapticIntelligence(si_lambda=λ, eps=e)` is `c = λ / 2`,
+    `xi = e`, `clip = 0.001`).
     """
 
     c: float = 0.1                  # penalty strength c (Eq. 4)
