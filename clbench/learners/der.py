@@ -2,7 +2,7 @@
 gave them when they were stored, and match those logits.
 
 Buzzega, Boschini, Porrello, Abati & Calderara 2020, "Dark Experience for General Continual
-Learning: a Strong, Simple Baseline" (NeurIPS), Sec. 3: the DER objective
+Learning: a Strong, Simple Baseline" (NeurIPS): the DER objective
 L + α E‖z − h(x')‖² and the DER++ objective that adds β E[CE(y'', h(x''))].
 """
 from __future__ import annotations

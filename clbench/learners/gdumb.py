@@ -2,7 +2,7 @@
 the memory alone.
 
 Prabhu, Torr & Dokania 2020, "GDumb: A Simple Approach that Questions Our Progress in Continual
-Learning" (ECCV), Sec. 3 (the greedy class-balancing sampler and the learner trained from scratch).
+Learning" (ECCV): the greedy class-balancing sampler and the learner trained from scratch on its memory.
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 changes, measured without labels.
 
 Aljundi, Babiloni, Elhoseiny, Rohrbach & Tuytelaars 2018, "Memory Aware Synapses: Learning what
-(not) to forget" (ECCV), Eqs. 2-4.
+(not) to forget" (ECCV), Sec. "Estimating parameter importance": the importance Ω from the squared
+L2 norm of the output (its global version) and the penalised loss L + λ Σ Ω (θ − θ*)².
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ class MAS(SGDLearner):
     """MAS: a quadratic penalty weighted by the sensitivity of the output's squared L2 norm.
 
     After each task, Ω_ij = (1/N) Σ_k |∂ ‖F(x_k)‖²₂ / ∂θ_ij| over the task's training inputs
-    (Eq. 4: the paper's global version; F(x) are the logits of the units the task may use), and
-    later tasks train on L + λ Σ_ij Ω_ij (θ_ij − θ*_ij)² (Eq. 3). Over tasks Ω is summed, as in
+    (the paper's global version; F(x) are the logits of the units the task may use), and later
+    tasks train on L + λ Σ_ij Ω_ij (θ_ij − θ*_ij)². Over tasks Ω is summed, as in
     the paper ("sum"), or blended Ω ← α Ω + (1 − α) Ω_task as FACIL and Avalanche do ("average").
     """
 
@@ -35,7 +36,7 @@ class MAS(SGDLearner):
     accumulate: str = "sum"           # "sum" of the tasks' Ω (paper) or "average" (FACIL, Avalanche)
     alpha: float = 0.5                # with "average": the weight of the old Ω
     importance_samples: int = 0       # training inputs used to estimate Ω (0 = all of the task)
-    importance_batch_size: int = 1    # inputs per gradient: 1 takes each sample's |gradient| (Eq. 4);
+    importance_batch_size: int = 1    # inputs per gradient: 1 takes each sample's |gradient| (the paper);
                                       # Avalanche takes |gradient| of each minibatch's mean (train_mb_size)
 
     def __post_init__(self) -> None:
@@ -77,7 +78,7 @@ class MAS(SGDLearner):
         super().end_task(task)
 
     def estimate_importance(self) -> torch.Tensor:
-        """Ω of the current task as one vector over all weights (Eq. 4)."""
+        """Ω of the current task as one vector over all weights."""
         x = self.x_
         if self.importance_samples and self.importance_samples < len(x):
             x = x[torch.randperm(len(x), generator=self.sample_generator_)[: self.importance_samples].to(self.device_)]
