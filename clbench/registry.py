@@ -24,6 +24,15 @@ BUILTIN_LEARNERS = {
     "ewc": "clbench.learners.ewc:EWC",
     "replay": "clbench.learners.replay:Replay",
     "hope": "clbench.learners.hope:Hope",
+    "si": "clbench.learners.si:SI",
+    "mas": "clbench.learners.mas:MAS",
+    "lwf": "clbench.learners.lwf:LwF",
+    "agem": "clbench.learners.agem:AGEM",
+    "der": "clbench.learners.der:DER",
+    "derpp": "clbench.learners.der:DERpp",
+    "er-ace": "clbench.learners.er_ace:ERACE",
+    "gdumb": "clbench.learners.gdumb:GDumb",
+    "icarl": "clbench.learners.icarl:ICaRL",
 }
 
 ENTRY_POINT_GROUP = "clbench.learners"

@@ -17,7 +17,8 @@ from conftest import small
 
 
 @pytest.mark.slow  # full training runs
-@pytest.mark.parametrize("name", ["finetune", "joint", "ewc", "replay"])  # hope: tests/test_hope.py, at test size
+@pytest.mark.parametrize("name", ["finetune", "joint", "ewc", "replay", "si", "mas", "lwf", "agem", "der", "derpp",
+                                  "er-ace", "gdumb", "icarl"])  # hope: tests/test_hope.py, at test size
 def test_builtin_learners_pass_the_conformance_battery(name):
     results = check_learner(load_learner(name)(), raise_on_failure=False)
     assert [r.name for r in results if not r.passed] == []
