@@ -71,7 +71,19 @@ class LwF(SGDLearner):
             self.old_groups_ = [torch.nonzero(self.units_.seen).squeeze(1).to(self.device_)]
         else:
             self.old_groups_ = [torch.arange(self.spec_.n_outputs, device=self.device_)]
-        self.teacher_ = copy.deepcopy(self.model_).eval()
-        for p in self.teacher_.parameters():
-            p.requires_grad_(False)
+        self.teacher_ = self.frozen_copy()
         super().end_task(task)
+
+    def frozen_copy(self) -> torch.nn.Module:
+        """The teacher: a copy of the model in eval mode, its parameters frozen."""
+        teacher = copy.deepcopy(self.model_).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher
+
+    def load_state_dict(self, state: dict) -> None:
+        """As `SGDLearner`'s; a checkpoint from after the first task holds a teacher, which `setup`
+        has not made yet: a frozen copy of the model is built for it to load into."""
+        if "teacher_" in state["module"]:
+            self.teacher_ = self.frozen_copy()
+        super().load_state_dict(state)
