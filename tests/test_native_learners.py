@@ -20,19 +20,11 @@ from clbench.learners.icarl import ICaRL, herding
 from clbench.learners.lwf import LwF
 from clbench.learners.mas import MAS
 from clbench.learners.si import SI
-from clbench.runner import run, seed_everything
+from clbench.runner import run
 from clbench.scenario import ScenarioSpec, Task
 from clbench.testing import check_learner
 
-from conftest import small
-
-
-def _fit(learner, scenario, n_tasks):
-    seed_everything(0)
-    learner.setup(scenario.spec, 0)
-    for task in scenario[:n_tasks]:
-        learner.fit_task(task.for_training())
-    return learner
+from conftest import fit_tasks as _fit, small
 
 
 # The conformance battery for every native learner runs in tests/test_learners.py.
