@@ -12,7 +12,7 @@ convention (λ Σ F (θ − θ*)², importance from minibatch gradients of the t
 samples, a memory batch of 32 joins every batch. Avalanche runs as its users run it: a stream from
 `benchmark_from_datasets`, the strategies `Naive`, `EWC` and `Replay`, and its own evaluation with
 `accuracy_metrics`, no loggers. Its loss is clbench's masked cross-entropy
-(`clbench.learners.avalanche.UnitMaskedCrossEntropy`), not Avalanche's `MaskedCrossEntropy`, which
+(`clbench.learners.avalanche.adapter.UnitMaskedCrossEntropy`), not Avalanche's `MaskedCrossEntropy`, which
 takes the log of softmax + 1e-5 and so learns new classes poorly once old ones dominate (on
 split-fmnist it ended fine-tuning at 0.100 final accuracy instead of 0.200).
 The other methods run with the settings of the parity tests in tests/test_avalanche.py
