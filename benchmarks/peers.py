@@ -1,5 +1,6 @@
 """Peers: the same streams through clbench, Avalanche and a minimal hand-written PyTorch loop, for
-fine-tuning, EWC and replay, alternating in one run; prints per-method medians and ratios of the
+fine-tuning, EWC and replay (and clbench against Avalanche alone for SI, MAS, LwF, A-GEM, DER,
+DER++, ER-ACE, GDumb and iCaRL), alternating in one run; prints per-method medians and ratios of the
 training + evaluation time (in-process) and of the whole process (start to exit, imports included).
 
 The same work on each side: the scenario's tensors, the MLP 100-100 with the same initial weights,
@@ -11,9 +12,14 @@ convention (λ Σ F (θ − θ*)², importance from minibatch gradients of the t
 samples, a memory batch of 32 joins every batch. Avalanche runs as its users run it: a stream from
 `benchmark_from_datasets`, the strategies `Naive`, `EWC` and `Replay`, and its own evaluation with
 `accuracy_metrics`, no loggers. Its loss is clbench's masked cross-entropy
-(`clbench.learners.avalanche.UnitMaskedCrossEntropy`), not Avalanche's `MaskedCrossEntropy`, which
+(`clbench.learners.avalanche.adapter.UnitMaskedCrossEntropy`), not Avalanche's `MaskedCrossEntropy`, which
 takes the log of softmax + 1e-5 and so learns new classes poorly once old ones dominate (on
 split-fmnist it ended fine-tuning at 0.100 final accuracy instead of 0.200).
+The other methods run with the settings of the parity tests in tests/test_avalanche.py
+(`NATIVE_PARITY`: clbench's fields set to Avalanche's conventions); iCaRL runs on a stream from
+Avalanche's `nc_benchmark`, which its ICaRL needs. Avalanche 0.6's SynapticIntelligence computes
+no importance on the CPU (its weight snapshots are views of the live weights), so its time is that
+of the bookkeeping without the effect.
 The hand-written loop does exactly clbench's computation (same random draws, same formulas), and
 the script first checks that it gives clbench's accuracy matrix. All three use the same optimiser,
 the one clbench's learners build (`clbench.learner.build_optimizer`): `torch.optim.Adam` with
@@ -44,14 +50,31 @@ from clbench.learners.ewc import EWC
 from clbench.learners.finetune import Finetune
 from clbench.learners.replay import Replay
 from clbench.models import build_backbone
+from clbench.registry import load_learner
 from clbench.scenario_names import scenario_config
 from clbench.runner import EVAL_BATCH_SIZE, run, seed_everything
 from clbench.scenario import build_scenario
 
-FRAMEWORKS = ("clbench", "avalanche", "hand-written")
-METHODS = ("finetune", "ewc", "replay")
-EPOCHS = {"split-digits": 10, "split-fmnist": 1}
 BATCH, LR, WIDTHS, LAM_AVALANCHE, BUFFER = 32, 1e-3, (100, 100), 50.0, 200
+BATCH_SIZE = BATCH
+FRAMEWORKS = ("clbench", "avalanche", "hand-written")
+HAND_WRITTEN = ("finetune", "ewc", "replay")   # the methods the hand-written loop implements
+SI_LAMBDA = 1e4
+# clbench name: (clbench fields, Avalanche strategy, its arguments), as in tests/test_avalanche.py
+NATIVE = {
+    "si": (dict(c=SI_LAMBDA / 2, xi=1e-7, clip=0.001), "SynapticIntelligence", dict(si_lambda=SI_LAMBDA, eps=1e-7)),
+    "mas": (dict(lam=1.0, accumulate="average", alpha=0.5, importance_batch_size=BATCH_SIZE), "MAS",
+            dict(lambda_reg=1.0, alpha=0.5)),
+    "lwf": (dict(alpha=1.0, temperature=2.0), "LwF", dict(alpha=1.0, temperature=2.0)),
+    "agem": (dict(memory_per_task=250, sample_size=256), "AGEM", dict(patterns_per_exp=250, sample_size=256)),
+    "der": (dict(buffer_size=200, alpha=0.1, store="task_end"), "DER", dict(mem_size=200, alpha=0.1, beta=0.0)),
+    "derpp": (dict(buffer_size=200, alpha=0.1, beta=0.5, store="task_end"), "DER", dict(mem_size=200, alpha=0.1, beta=0.5)),
+    "er-ace": (dict(buffer_size=200, replay_batch_size=10, class_balanced=True, mask_logits=False), "ER_ACE", dict(mem_size=200, batch_size_mem=10)),
+    "gdumb": (dict(buffer_size=200), "GDumb", dict(mem_size=200)),
+    "icarl": (dict(memory_size=200), "ICaRL", dict(memory_size=200, buffer_transform=None, fixed_memory=True)),
+}
+METHODS = HAND_WRITTEN + tuple(NATIVE)
+EPOCHS = {"split-digits": 10, "split-fmnist": 1}
 
 
 # -- clbench -------------------------------------------------------------------------------------
@@ -61,7 +84,8 @@ def clbench_run(scenario, method: str, seed: int, epochs: int) -> np.ndarray:
     learner = {"finetune": lambda: Finetune(**common),
                "ewc": lambda: EWC(lam=2 * LAM_AVALANCHE, fisher_batch_size=BATCH, fisher_labels="true",
                                   fisher_samples=0, **common),
-               "replay": lambda: Replay(buffer_size=BUFFER, **common)}[method]()
+               "replay": lambda: Replay(buffer_size=BUFFER, **common)}.get(method)
+    learner = learner() if learner else load_learner(method)(**NATIVE[method][0], **common)
     return run(scenario, learner, seed).matrix
 
 
@@ -77,7 +101,8 @@ def avalanche_modules():
         from avalanche.benchmarks.utils.classification_dataset import TaskAwareClassificationDataset
         from avalanche.evaluation.metrics import accuracy_metrics
         from avalanche.training.plugins import EvaluationPlugin
-    return dict(training=avalanche.training, benchmark_from_datasets=benchmark_from_datasets,
+        from avalanche.benchmarks.scenarios.deprecated.generators import nc_benchmark
+    return dict(nc_benchmark=nc_benchmark, training=avalanche.training, benchmark_from_datasets=benchmark_from_datasets,
                 with_classes_timeline=with_classes_timeline, with_task_labels=with_task_labels,
                 DataAttribute=DataAttribute, Dataset=TaskAwareClassificationDataset,
                 accuracy_metrics=accuracy_metrics, EvaluationPlugin=EvaluationPlugin)
@@ -91,15 +116,23 @@ def avalanche_run(av: dict, scenario, method: str, seed: int, epochs: int) -> np
 
     seed_everything(seed)
     model = build_backbone("mlp", scenario.spec.input_shape, scenario.n_outputs, WIDTHS)
-    benchmark = av["with_classes_timeline"](av["with_task_labels"](av["benchmark_from_datasets"](
-        train=[dataset(t.x_train, t.y_train) for t in scenario], test=[dataset(t.x_test, t.y_test) for t in scenario])))
+    if method == "icarl":  # ICaRL reads the classes per experience from an `nc_benchmark` stream
+        def whole(split):
+            return dataset(torch.cat([getattr(t, f"x_{split}") for t in scenario]),
+                           torch.cat([getattr(t, f"y_{split}") for t in scenario]))
+        benchmark = av["nc_benchmark"](whole("train"), whole("test"), n_experiences=len(scenario), task_labels=False,
+                                       fixed_class_order=[c for t in scenario for c in t.classes], seed=seed)
+    else:
+        benchmark = av["with_classes_timeline"](av["with_task_labels"](av["benchmark_from_datasets"](
+            train=[dataset(t.x_train, t.y_train) for t in scenario], test=[dataset(t.x_test, t.y_test) for t in scenario])))
     strategy_class, extra = {"finetune": ("Naive", {}), "ewc": ("EWC", {"ewc_lambda": LAM_AVALANCHE}),
-                             "replay": ("Replay", {"mem_size": BUFFER})}[method]
+                             "replay": ("Replay", {"mem_size": BUFFER})}.get(method) or NATIVE[method][1:]
     criterion = UnitMaskedCrossEntropy(scenario.n_outputs, scenario.protocol)
+    parts = (dict(feature_extractor=model[:-1], classifier=model[-1]) if method == "icarl"
+             else dict(model=model, criterion=criterion))
     with warnings.catch_warnings(record=True):
         strategy = getattr(av["training"], strategy_class)(
-            model=model, optimizer=build_optimizer("adam", model.parameters(), LR),
-            criterion=criterion, train_mb_size=BATCH, train_epochs=epochs,
+            **parts, optimizer=build_optimizer("adam", model.parameters(), LR), train_mb_size=BATCH, train_epochs=epochs,
             eval_mb_size=EVAL_BATCH_SIZE, device="cpu",
             evaluator=av["EvaluationPlugin"](av["accuracy_metrics"](experience=True), loggers=[]), **extra)
         names = [f"Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp{j:03d}" for j in range(len(scenario))]
@@ -211,6 +244,7 @@ def profile(av: dict, scenario, method: str, epochs: int) -> None:
     import pstats
 
     runners = {"clbench": clbench_run, "avalanche": lambda *a: avalanche_run(av, *a), "hand-written": hand_run}
+    runners = {name: runners[name] for name in frameworks_for(method)}
     parts = {  # (part, test on a cProfile key (file, line, function))
         "backward": lambda k: "run_backward" in k[2],
         "optimizer step + zero_grad": lambda k: k[2] in ("wrapper", "zero_grad") and k[0].endswith("optimizer.py"),
@@ -245,10 +279,24 @@ def available(name: str) -> bool:
 
 
 def summary(times: dict[str, list[float]]) -> tuple[dict[str, float], float, float, float, float]:
-    med = {k: statistics.median(v) for k, v in times.items()}
+    """Medians, and clbench's ratios to Avalanche and to the hand-written loop (NaN where it did not run)."""
+    med = {k: statistics.median(v) if v else float("nan") for k, v in times.items()}
     paired_av = statistics.median(a / b for a, b in zip(times["clbench"], times["avalanche"]))
-    paired_hand = statistics.median(a / b for a, b in zip(times["clbench"], times["hand-written"]))
+    paired_hand = (statistics.median(a / b for a, b in zip(times["clbench"], times["hand-written"]))
+                   if times["hand-written"] else float("nan"))
     return (med, med["clbench"] / med["avalanche"], paired_av, med["clbench"] / med["hand-written"], paired_hand)
+
+
+def frameworks_for(method: str) -> tuple[str, ...]:
+    """The hand-written loop implements only fine-tuning, EWC and replay."""
+    return FRAMEWORKS if method in HAND_WRITTEN else FRAMEWORKS[:2]
+
+
+def row(method: str, med: dict[str, float], r_av: float, p_av: float, r_hand: float, p_hand: float) -> str:
+    def cell(value: float, width: int) -> str:
+        return f"{'—':>{width}}" if value != value else f"{value:>{width}.3f}"
+    return (f"{method:<9} {cell(med['clbench'], 9)} {cell(med['avalanche'], 10)} {cell(med['hand-written'], 8)}   "
+            f"{cell(r_av, 6)} {cell(p_av, 8)}   {cell(r_hand, 7)} {cell(p_hand, 8)}")
 
 
 def main() -> None:
@@ -256,7 +304,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="in-process runs of each framework and method")
     parser.add_argument("--process-repeats", type=int, default=3, help="whole-process runs of each (0: skip)")
     parser.add_argument("--scenarios", default="split-digits,split-fmnist")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     parser.add_argument("--profile", metavar="METHOD", help="instead of timing: where each framework's time goes "
                         "for METHOD on the first scenario")
     parser.add_argument("--child", nargs=4, metavar=("FRAMEWORK", "METHOD", "SCENARIO", "SEED"), help=argparse.SUPPRESS)
@@ -267,6 +315,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     methods = args.methods.split(",")
+    unknown = [m for m in methods + ([args.profile] if args.profile else []) if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(METHODS)}")
     print(f"peers benchmark: torch {torch.__version__}, 1 torch thread, Python {platform.python_version()}, "
           f"{platform.machine()} {platform.processor() or ''}".rstrip())
     av = avalanche_modules()
@@ -288,34 +339,34 @@ def main() -> None:
         print("train + evaluate, median seconds per run:")
         print(header)
         for method in methods:
-            first = {name: runners[name](method, 0) for name in FRAMEWORKS}  # warm-up, and the check
-            if not np.array_equal(first["clbench"], first["hand-written"]):
+            frameworks = frameworks_for(method)
+            first = {name: runners[name](method, 0) for name in frameworks}  # warm-up, and the check
+            if "hand-written" in first and not np.array_equal(first["clbench"], first["hand-written"]):
                 raise SystemExit(f"{method}: clbench and the hand-written loop gave different accuracy matrices; "
                                  f"the comparison would be meaningless")
             times: dict[str, list[float]] = {name: [] for name in FRAMEWORKS}
             for i in range(args.repeats):
-                for name in FRAMEWORKS[i % 3:] + FRAMEWORKS[:i % 3]:
+                k = i % len(frameworks)
+                for name in frameworks[k:] + frameworks[:k]:
                     start = time.perf_counter()
                     runners[name](method, i + 1)
                     times[name].append(time.perf_counter() - start)
-            med, r_av, p_av, r_hand, p_hand = summary(times)
-            acc = " / ".join(f"{first[n][-1].mean():.3f}" for n in FRAMEWORKS)
-            print(f"{method:<9} {med['clbench']:>9.3f} {med['avalanche']:>10.3f} {med['hand-written']:>8.3f}   "
-                  f"{r_av:>6.3f} {p_av:>8.3f}   {r_hand:>7.3f} {p_hand:>8.3f}   {acc}")
+            acc = " / ".join(f"{first[n][-1].mean():.3f}" if n in first else "—" for n in FRAMEWORKS)
+            print(f"{row(method, *summary(times))}   {acc}")
         if args.process_repeats:
             print("whole process (python start to exit, imports and data loading included), median seconds:")
             print(header.split("   final")[0])
             for method in methods:
+                frameworks = frameworks_for(method)
                 times = {name: [] for name in FRAMEWORKS}
                 for i in range(args.process_repeats):
-                    for name in FRAMEWORKS[i % 3:] + FRAMEWORKS[:i % 3]:
+                    k = i % len(frameworks)
+                    for name in frameworks[k:] + frameworks[:k]:
                         start = time.perf_counter()
                         subprocess.run([sys.executable, __file__, "--child", name, method, scenario_name, str(i)],
                                        check=True, capture_output=True)
                         times[name].append(time.perf_counter() - start)
-                med, r_av, p_av, r_hand, p_hand = summary(times)
-                print(f"{method:<9} {med['clbench']:>9.3f} {med['avalanche']:>10.3f} {med['hand-written']:>8.3f}   "
-                      f"{r_av:>6.3f} {p_av:>8.3f}   {r_hand:>7.3f} {p_hand:>8.3f}")
+                print(row(method, *summary(times)))
     print("\ntargets: clbench / Avalanche <= 0.33 and clbench / hand-written <= 1.05 (training + evaluation)")
 
 

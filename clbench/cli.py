@@ -287,6 +287,8 @@ def suite(
         typer.echo(f"{loaded.name}: {len(planned.runs)} runs ({loaded.n_scenarios} scenarios × {loaded.n_learners} "
                    f"learners × {len(loaded.seeds)} seeds) in {planned.root}: {len(planned.done)} done, "
                    f"{len(todo)} to do" + (f" ({retry} failed before, to retry)" if retry else ""))
+        if loaded.left_out:
+            typer.echo(f"left out (the learner is not defined under that protocol): {', '.join(loaded.left_out)}")
         return
 
     display: list[SuiteProgress] = []

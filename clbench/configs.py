@@ -13,6 +13,7 @@ from typing import Any
 import clbench
 from clbench.errors import UsageError
 from clbench.fields import field_values, make_learner
+from clbench.learner import check_protocol
 from clbench.registry import learner_label, load_object, resolve_reference, source_sha256
 
 
@@ -29,6 +30,8 @@ def resolve(scenario: dict[str, Any], learner: str, overrides: dict[str, Any], s
     cls = load_object(canonical)
     instance = make_learner(cls, overrides, learner, where)
     name = name or learner_label(learner, cls)
+    if "protocol" in scenario:
+        check_protocol(cls, scenario["protocol"], name)
     return {
         "clbench_version": clbench.__version__,
         "scenario": with_data_checksum(scenario),

@@ -4,6 +4,10 @@ A learner is any object with `setup(spec, seed)`, `fit_task(task)` and
 `predict(x, task_id=None) -> logits`. Hyperparameters are dataclass fields; learned state is
 created in `setup`/`fit_task` and named with a trailing underscore. `predict` never changes
 the learner. `clbench.testing.check_learner` checks all of this on any class.
+
+A method defined under some protocols only (iCaRL needs new classes in every task) says so in
+a class attribute `protocols = ("class_il", "task_il")`: a run under another protocol is refused
+in one line, suites leave those runs out, and `check_learner` checks the refusal instead.
 """
 from __future__ import annotations
 
@@ -32,6 +36,20 @@ class Learner(Protocol):
 
     def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
         """Logits over the scenario's output units; must not change the learner."""
+
+
+def supported_protocols(learner: object) -> tuple[str, ...]:
+    """The protocols a learner (class or instance) is defined under: its `protocols` attribute, or all three."""
+    from clbench.scenario_names import PROTOCOLS
+
+    return tuple(getattr(learner, "protocols", PROTOCOLS))
+
+
+def check_protocol(learner: object, protocol: str, name: str) -> None:
+    """One-line UsageError if `learner` is not defined under `protocol`."""
+    supported = supported_protocols(learner)
+    if protocol not in supported:
+        raise UsageError(f"learner {name!r} is defined under {' and '.join(supported)} only, not {protocol}")
 
 
 def build_optimizer(kind: str, params: Iterable[torch.nn.Parameter], lr: float, momentum: float = 0.0,

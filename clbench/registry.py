@@ -27,6 +27,15 @@ BUILTIN_LEARNERS = {
     "token-mlp": "clbench.learners.token_mlp:TokenMLP",
     "token-mlp-replay": "clbench.learners.token_mlp:TokenMLPReplay",
     "token-mlp-ewc": "clbench.learners.token_mlp:TokenMLPEWC",
+    "si": "clbench.learners.si:SI",
+    "mas": "clbench.learners.mas:MAS",
+    "lwf": "clbench.learners.lwf:LwF",
+    "agem": "clbench.learners.agem:AGEM",
+    "der": "clbench.learners.der:DER",
+    "derpp": "clbench.learners.der:DERpp",
+    "er-ace": "clbench.learners.er_ace:ERACE",
+    "gdumb": "clbench.learners.gdumb:GDumb",
+    "icarl": "clbench.learners.icarl:ICaRL",
 }
 
 ENTRY_POINT_GROUP = "clbench.learners"

@@ -40,6 +40,7 @@ from typing import Any
 
 from clbench.errors import UsageError, unknown_name_error
 from clbench.fields import parse_assignments
+from clbench.learner import supported_protocols
 from clbench.results import run_dir_name, run_id
 from clbench.suite_learners import LearnerEntry, learner_entries
 from clbench.suite_reader import Reader
@@ -77,6 +78,7 @@ class Suite:
     description: str = ""
     n_scenarios: int = 0       # scenario variants (entries × protocols × sweeps)
     n_learners: int = 0        # learner variants (tables × sweeps)
+    left_out: tuple[str, ...] = ()  # "label scenario/protocol" pairs not run: the learner is not defined there
 
 
 def check_seed(seed: int, where: str = "seed") -> int:
@@ -175,8 +177,12 @@ def load_suite(path: str | Path, overrides: Iterable[str] = (), seeds: str | Non
 
     runs: list[PlannedRun] = []
     seen: set[str] = set()
+    left_out: list[str] = []  # learner/protocol pairs where the learner is not defined (see clbench.learner)
     for scenario, scenario_detail in scenarios:
         for entry in learners:
+            if scenario["protocol"] not in supported_protocols(entry.cls):
+                left_out.append(f"{entry.label} {scenario['name']}{scenario_detail}/{scenario['protocol']}")
+                continue
             for values, detail in entry.variants():
                 for seed in seed_list:
                     config = _resolve(reader, scenario, entry, values, seed)
@@ -188,7 +194,7 @@ def load_suite(path: str | Path, overrides: Iterable[str] = (), seeds: str | Non
                              f"{scenario['protocol']} seed {seed}")
                     runs.append(PlannedRun(rid, config, label))
     return Suite(name, path, seed_list, runs, description, n_scenarios=len(scenarios),
-                 n_learners=sum(len(e.variants()) for e in learners))
+                 n_learners=sum(len(e.variants()) for e in learners), left_out=tuple(left_out))
 
 
 def _resolve(reader: Reader, scenario: dict[str, Any], entry: LearnerEntry, values: dict[str, Any],

@@ -2,7 +2,8 @@
 scikit-learn's `check_estimator`. It checks the contract of `clbench.learner`: fields as
 hyperparameters, no learned state at construction, logits of the right shape, a `predict` that
 is deterministic and changes nothing, evaluation that cannot influence training, determinism
-for a seed, and above-chance learning under all three protocols.
+for a seed, and above-chance learning under all three protocols (under those the learner's
+`protocols` attribute names, and a one-line refusal of the others).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from clbench.errors import UsageError
+from clbench.learner import supported_protocols
 from clbench.scenario_names import PROTOCOLS
 from clbench.runner import accuracy, run, seed_everything
 from clbench.scenario import Scenario, build_scenario
@@ -162,6 +165,17 @@ def _check_learns(make: Callable[[], Any], protocol: str) -> CheckResult:
     return CheckResult(f"learns_under_{protocol}", True, detail, warning=not ok)
 
 
+def _check_refuses(make: Callable[[], Any], protocol: str) -> CheckResult:
+    """A learner that declares `protocols` without `protocol` refuses it with a one-line UsageError."""
+    try:
+        run(check_scenario(protocol), make(), seed=0)
+    except UsageError as err:
+        one_line = "\n" not in str(err) and bool(str(err))
+        return CheckResult(f"refuses_{protocol}", one_line, str(err) if one_line else f"not one line: {err!r}")
+    return CheckResult(f"refuses_{protocol}", False, f"declares protocols {supported_protocols(make())} "
+                                                     f"but ran under {protocol} without an error")
+
+
 def check_learner(learner: Any, raise_on_failure: bool = True,
                   on_result: Callable[[CheckResult], None] | None = None) -> list[CheckResult]:
     """Run the conformance battery on a learner instance (it is copied, never trained itself).
@@ -184,7 +198,8 @@ def check_learner(learner: Any, raise_on_failure: bool = True,
             ("predict", lambda: _check_predict(make, scenario)),
             ("evaluation_does_not_change_training", lambda: _check_evaluation_isolated(make, scenario)),
             ("same_seed_same_matrix", lambda: _check_deterministic(make, scenario)),
-        ] + [(f"learns_under_{p}", lambda p=p: _check_learns(make, p)) for p in PROTOCOLS]
+        ] + [(f"learns_under_{p}", lambda p=p: _check_learns(make, p)) for p in supported_protocols(learner)] \
+          + [(f"refuses_{p}", lambda p=p: _check_refuses(make, p)) for p in PROTOCOLS if p not in supported_protocols(learner)]
         for name, check in checks:
             try:
                 outcome = check()

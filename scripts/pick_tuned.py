@@ -4,7 +4,7 @@
 
 For every learner label, each try (a distinct set of field values) is scored by its validation
 metric averaged first over seeds, then over the scenario-protocols of the suite; the best try
-wins. Only runs evaluated on a validation split count (eval_split = "val"): a tuning pick read
+wins (over the scenario-protocols the learner is defined under: iCaRL's exclude domain_il). Only runs evaluated on a validation split count (eval_split = "val"): a tuning pick read
 off the test split would flatter the method. A try missing any scenario-protocol is listed as
 incomplete and never picked. Prints every try and the pick, with the fields that differ between
 tries.
@@ -19,6 +19,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from clbench.aggregate import group_runs, load_runs
+from clbench.learner import supported_protocols
+from clbench.registry import load_object
 from clbench.metrics import METRICS
 
 
@@ -38,6 +40,8 @@ def main() -> None:
         sys.exit(f"error: no runs evaluated on a validation split (eval_split = \"val\") under {where}")
     cells = sorted({(g.scenario, g.protocol) for g in groups})
     tries: dict[str, dict[str, dict]] = defaultdict(dict)   # learner -> fields json -> {cell: mean}
+    defined: dict[str, set[str]] = {g.learner: set(supported_protocols(load_object(g.config["learner"]["class"])))
+                                    for g in groups}
     for g in groups:
         values = g.values(options.metric)
         if values:
@@ -54,8 +58,9 @@ def main() -> None:
             fields = json.loads(fields_json)
             label = ", ".join(f"{k}={fields[k]}" for k in varying) or "(one try)"
             cols = "  ".join(f"{100 * scores[c]:5.1f}" if c in scores else "  -  " for c in cells)
-            complete = all(c in scores for c in cells)
-            score = statistics.fmean(scores[c] for c in cells) if complete else None
+            own = [c for c in cells if c[1] in defined[learner]]
+            complete = all(c in scores for c in own)
+            score = statistics.fmean(scores[c] for c in own) if complete else None
             print(f"  {label:<40} {cols}   mean {'incomplete' if score is None else f'{100 * score:5.1f}'}")
             if score is not None and (best_score is None or sign * score > sign * best_score):
                 best, best_score = label, score

@@ -43,7 +43,11 @@ def killed_in(learner, task: int):
 
 @pytest.mark.parametrize("name, fields", [("finetune", {"epochs": 1, "reset_optimizer": False}),
                                           ("ewc", {"epochs": 1, "lam": 100.0}),
-                                          ("replay", {"epochs": 1, "buffer_size": 50})])
+                                          ("replay", {"epochs": 1, "buffer_size": 50}),
+                                          ("si", {"epochs": 1}), ("mas", {"epochs": 1}), ("lwf", {"epochs": 1}),
+                                          ("agem", {"epochs": 1}), ("der", {"epochs": 1}), ("derpp", {"epochs": 1}),
+                                          ("er-ace", {"epochs": 1}), ("gdumb", {"epochs": 1}),
+                                          ("icarl", {"epochs": 1})])
 def test_a_run_resumed_from_its_checkpoint_gives_the_same_matrix(name, fields, tmp_path):
     config = resolve(scenario_config("split-digits"), name, fields, 3)
     scenario = small("class_il")

@@ -10,26 +10,19 @@ from clbench.learners.finetune import Finetune
 from clbench.learners.joint import Joint
 from clbench.learners.replay import Replay
 from clbench.registry import load_learner
-from clbench.runner import run, seed_everything
+from clbench.runner import run
 from clbench.testing import check_learner
 
-from conftest import small
+from conftest import fit_tasks as _fit, small
 
 
 @pytest.mark.slow  # full training runs
-@pytest.mark.parametrize("name", ["finetune", "joint", "ewc", "replay"])  # hope: tests/test_hope.py, at test size
+@pytest.mark.parametrize("name", ["finetune", "joint", "ewc", "replay", "si", "mas", "lwf", "agem", "der", "derpp",
+                                  "er-ace", "gdumb", "icarl"])  # hope: tests/test_hope.py, at test size
 def test_builtin_learners_pass_the_conformance_battery(name):
     results = check_learner(load_learner(name)(), raise_on_failure=False)
     assert [r.name for r in results if not r.passed] == []
     assert len(results) >= 10
-
-
-def _fit(learner, scenario, n_tasks):
-    seed_everything(0)
-    learner.setup(scenario.spec, 0)
-    for task in scenario[:n_tasks]:
-        learner.fit_task(task.for_training())
-    return learner
 
 
 class RecordingEWC(EWC):

@@ -1,0 +1,89 @@
+"""Learning without Forgetting: the model is distilled towards its own outputs from before the
+task, on the new task's inputs, so no old data is kept.
+
+Li & Hoiem 2017, "Learning without Forgetting" (TPAMI), Eq. 2 (the distillation loss) and Sec. 3
+(the total loss λ_o L_old + L_new, temperature T = 2, λ_o = 1).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from clbench.errors import UsageError
+from clbench.lazy import lazy_import
+from clbench.learner import SGDLearner
+
+if TYPE_CHECKING:
+    from clbench.scenario import Task
+
+torch = lazy_import("torch")  # see clbench.lazy
+F = lazy_import("torch.nn.functional")
+
+
+@dataclass
+class LwF(SGDLearner):
+    """LwF: cross-entropy on the new task plus distillation towards the previous model's outputs.
+
+    The total loss is L_new + λ_o L_old, L_old the distillation loss of Eq. 2. The teacher is a
+    frozen copy of the model from the end of the previous task. L_old is the cross-entropy
+    between the teacher's and the student's softmax at temperature T over the units of the old
+    tasks: in task_il one term per old task over its own units (the paper's one head per task),
+    in class_il one term over every unit seen before this task, in domain_il one term over all
+    units (the shared head).
+    """
+
+    alpha: float = 1.0          # λ_o, the weight of the distillation loss (paper: 1)
+    temperature: float = 2.0    # T of Eq. 2 (paper: 2)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.alpha < 0 or self.temperature <= 0:
+            raise UsageError(f"alpha must be >= 0 and temperature > 0, got {self.alpha}, {self.temperature}")
+
+    def setup(self, spec, seed: int) -> None:
+        super().setup(spec, seed)
+        self.teacher_: torch.nn.Module | None = None
+        self.old_groups_: list[torch.Tensor] = []   # unit indices of each distillation term
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        logits = self.model_(x)
+        loss = F.cross_entropy(logits if mask is None else logits + mask, y)
+        if self.teacher_ is not None and self.alpha > 0:
+            with torch.no_grad():
+                old = self.teacher_(x)
+            loss = loss + self.alpha * self.distillation(logits, old)
+        return loss
+
+    def distillation(self, logits: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        """Eq. 2: −Σ_i y'_o(i) log ŷ'_o(i) with y' and ŷ' the softmax at temperature T, averaged over the batch."""
+        loss = logits.new_zeros(())
+        for units in self.old_groups_:
+            target = F.softmax(old[:, units] / self.temperature, 1)
+            loss = loss - (target * F.log_softmax(logits[:, units] / self.temperature, 1)).sum(1).mean()
+        return loss
+
+    def end_task(self, task: Task) -> None:
+        protocol = self.spec_.protocol
+        if protocol == "task_il":
+            self.old_groups_.append(torch.tensor(task.classes, device=self.device_))
+        elif protocol == "class_il":
+            self.old_groups_ = [torch.nonzero(self.units_.seen).squeeze(1).to(self.device_)]
+        else:
+            self.old_groups_ = [torch.arange(self.spec_.n_outputs, device=self.device_)]
+        self.teacher_ = self.frozen_copy()
+        super().end_task(task)
+
+    def frozen_copy(self) -> torch.nn.Module:
+        """The teacher: a copy of the model in eval mode, its parameters frozen."""
+        teacher = copy.deepcopy(self.model_).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher
+
+    def load_state_dict(self, state: dict) -> None:
+        """As `SGDLearner`'s; a checkpoint from after the first task holds a teacher, which `setup`
+        has not made yet: a frozen copy of the model is built for it to load into."""
+        if "teacher_" in state["module"]:
+            self.teacher_ = self.frozen_copy()
+        super().load_state_dict(state)
