@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from clbench.errors import UsageError
@@ -74,7 +74,7 @@ class Hope:
     cms_expansion: int = 4           # hidden width of a CMS MLP, in multiples of d
     # self-modifying memory (docs/hope.md)
     memory_expansion: int = 2        # hidden width of every memory, in multiples of its input width
-    memory_width: str = field(default="head", metadata={"since": "0.2"})      # M_k, M_v, M_η, M_α map each head's d/heads slice ("head") or all of d ("full")
+    memory_width: str = "head"       # M_k, M_v, M_η, M_α map each head's d/heads slice ("head") or all of d ("full")
     chunk_mem: int = 4               # tokens per chunk of the main memory M_mem
     chunk_other: int = 8             # tokens per chunk of M_k, M_v, M_η, M_α
     conv_window: int = 4             # causal depthwise convolution on q, k and v
@@ -92,10 +92,10 @@ class Hope:
     memorize: bool = True            # False: memories stay at their initial states (diagnostic)
     # streaming levels (docs/hope.md)
     levels: tuple[int, ...] = (1, 4, 16, 64)                      # update period of each level (period_unit)
-    period_unit: str = field(default="steps", metadata={"since": "0.2"})      # unit of `levels`: minibatch "steps", or training "examples" (a whole
+    period_unit: str = "steps"       # unit of `levels`: minibatch "steps", or training "examples" (a whole
                                      # number of batches); a period may outlast a task (it runs across tasks)
     level_lrs: tuple[float, ...] = (1e-3, 1e-3, 5e-4, 3e-4)       # AdamW learning rate of each level
-    cms_reduce: str = field(default="mean", metadata={"since": "0.2"})        # a level's accumulated gradients: "mean", or "sum" (Eq. 71, applied as
+    cms_reduce: str = "mean"         # a level's accumulated gradients: "mean", or "sum" (Eq. 71, applied as
                                      # the mean at period × the level rate: Adam divides a gradient's scale out)
     head_level: int = 1              # level of the classifier head
     backbone_level: int = 4          # level of everything outside the CMS blocks and the head
