@@ -36,9 +36,17 @@ def resolve(scenario: dict[str, Any], learner: str, overrides: dict[str, Any], s
         "clbench_version": clbench.__version__,
         "scenario": with_data_checksum(scenario),
         "learner": {"name": name, "class": canonical, "fields": field_values(instance),
-                    "source_sha256": source_sha256(canonical)},
+                    "source_sha256": source_sha256(canonical), **code_version(cls)},
         "seed": int(seed),
     }
+
+
+def code_version(cls: type) -> dict[str, int]:
+    """`{"code_version": N}` for a learner class that declares `code_version = N` (bumped when a
+    change alters what its runs compute), else nothing: runs recorded by older code then get new
+    run ids and are never reused or grouped with the new ones."""
+    version = getattr(cls, "code_version", None)
+    return {} if version is None else {"code_version": int(version)}
 
 
 def with_data_checksum(scenario: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
@@ -58,6 +58,10 @@ class Hope:
     d = 64 (≈0.34M parameters) costs ≈0.16 s, ≈80 s per run. `--set d=256` gives the spec's
     size; every other default is docs/hope.md's.
     """
+
+    # 2: memories in the chunked dual form (same mathematics, different floating-point order, so
+    # runs of version 1 are not reproduced bit for bit and are not reused)
+    code_version: ClassVar[int] = 2
 
     # architecture (docs/hope.md)
     d: int = 64                      # token width (docs/hope.md default 256; see above)
