@@ -32,10 +32,19 @@ def resolve(scenario: dict[str, Any], learner: str, overrides: dict[str, Any], s
 
 
 def with_data_checksum(scenario: dict[str, Any]) -> dict[str, Any]:
-    """The scenario config, plus the sha256 of a user's `npz:` file: the run id then changes when
-    the file's content does, and a run never reuses results computed on other data. (The standard
-    releases are checked against their published checksums when loaded.)"""
+    """The scenario config, plus the sha256 of a user's `npz:` file, or of each text domain's text
+    (which varies with the Python and scikit-learn versions for the embedded domains): the run id
+    then changes when the data does, and a run never reuses results computed on other data. (The
+    standard releases are checked against their published checksums when loaded.) A text stream
+    also declares its measure, bits per character."""
     scenario = dict(scenario)
+    if scenario.get("builder") == "text":
+        from clbench.text_data import stream_checksums
+
+        domains = scenario.get("domains", [])
+        scenario["measure"] = "bpc"
+        scenario["text_sha256"] = stream_checksums([domains] if isinstance(domains, str) else domains)
+        return scenario
     dataset = scenario.get("dataset")
     if isinstance(dataset, str) and dataset.startswith("npz:"):
         from clbench.data import file_sha256

@@ -50,6 +50,12 @@ def build_optimizer(kind: str, params: Iterable[torch.nn.Parameter], lr: float, 
         return cls(params, foreach=True, **settings)
 
 
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of logits (..., units) against labels (...): one label per image (B, units)
+    and (B,), or one per position of a sequence (B, T, units) and (B, T), every position counted once."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
 class DivergenceError(RuntimeError):
     """The training loss became NaN or infinite."""
 
@@ -189,7 +195,7 @@ class SGDLearner:
         logits = self.model_(x)
         if mask is not None:
             logits = logits + mask
-        return F.cross_entropy(logits, y)
+        return cross_entropy(logits, y)
 
     # -- evaluation --------------------------------------------------------------------------
     def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
