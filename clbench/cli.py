@@ -60,9 +60,8 @@ def list_command(kind: str = typer.Argument("learners", help="learners, scenario
     elif kind == "metrics":
         from clbench import metrics
 
-        for name, fn in metrics.METRICS.items():
-            doc = (fn.__doc__ or "").strip().splitlines()
-            typer.echo(f"{name:<24} {'higher' if metrics.HIGHER_IS_BETTER[name] else 'lower'} is better  {doc[0] if doc else ''}")
+        for name, metric in metrics.METRICS.items():
+            typer.echo(f"{name:<24} {'higher' if metric.better_high() else 'lower'} is better  {metric.short()}")
     else:
         fail(f"cannot list {kind!r} (valid: {', '.join(LIST_KINDS)})")
 

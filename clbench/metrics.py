@@ -1,22 +1,32 @@
-"""Continual-learning metrics: pure functions of the accuracy matrix (numpy only).
+"""Continual-learning metrics: pure functions of the evaluation matrix, and one record per metric.
 
 ``R`` has shape (T+1, T). Row 0 is the learner before any training (b_j = R[0, j]); row i is
 measured right after training on task i. Columns are tasks 1..T, so in the formulas below
-``R[i, j]`` means row i, task j (array column j-1). Values are fractions in [0, 1]. The
-conventions and a worked example are in METRICS.md; metrics that need T >= 2 return NaN when
-T == 1.
+``R[i, j]`` means row i, task j (array column j-1). The formulas are written for accuracy
+(fractions in [0, 1], higher is better); metrics that need T >= 2 return NaN when T == 1.
+
+A matrix declares its `Measure` (accuracy, or bits per character where lower is better). *Level*
+metrics (a mean of matrix entries) are in the measure's unit and direction; *change* metrics
+(differences between entries) are computed on the score matrix S = R, or S = -R when lower is
+better, so that forgetting > 0 and bwt < 0 always mean forgetting. Everything that shows a metric
+(tables, bold-best, figures, `clbench list metrics`, captions) reads its `Metric` record.
+The conventions and a worked example are in docs/metrics.md.
 """
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 __all__ = [
     "HEADLINE",
-    "HIGHER_IS_BETTER",
+    "MEASURES",
     "METRICS",
+    "Measure",
+    "Metric",
     "acc",
     "avg_inc_acc",
     "bwt",
@@ -26,9 +36,11 @@ __all__ = [
     "dr_bwt",
     "forgetting",
     "fwt",
+    "get_measure",
     "headline",
     "intransigence",
     "learning_acc",
+    "measure_of",
     "rem",
 ]
 
@@ -188,45 +200,169 @@ def bwt_plus(R) -> float:
     return float(np.maximum(dr_bwt(R), 0.0))
 
 
-METRICS: dict[str, Callable[[np.ndarray], float]] = {
-    "acc": acc,
-    "bwt": bwt,
-    "fwt": fwt,
-    "forgetting": forgetting,
-    "learning_acc": learning_acc,
-    "avg_inc_acc": avg_inc_acc,
-    "dr_a": dr_a,
-    "dr_bwt": dr_bwt,
-    "rem": rem,
-    "bwt_plus": bwt_plus,
-    # Compatibility variants, to reproduce a peer framework exactly.
-    "bwt_gem_code": lambda R: bwt(R, divisor="T"),
-    "fwt_gem_code": lambda R: fwt(R, divisor="T"),
-    "forgetting_max_clipped": lambda R: forgetting(R, variant="max_all_clipped"),
-    "forgetting_avalanche": lambda R: forgetting(R, variant="first_minus_last"),
+
+# ----------------------------------------------------------------------------------------------
+# Measures: what the entries of a matrix are
+
+
+@dataclass(frozen=True)
+class Measure:
+    """What the entries of an evaluation matrix measure, and how they are shown."""
+
+    name: str  # as declared in a scenario config ("measure"); absent means accuracy
+    column: str  # the value column of a run's rows
+    higher_is_better: bool
+    unit: str  # of values shown: level metrics, matrix cells
+    change_unit: str  # of differences shown: change metrics
+    scale: float  # shown value = scale * stored value
+    decimals: int
+    label: str  # the measure in words, for captions and axis labels
+    stored: str  # how stored values (rows, CSV) relate to shown ones
+
+    def show(self, value: float) -> str:
+        """A stored value as shown in tables, in `unit` (never "-0.0")."""
+        text = f"{self.scale * value:.{self.decimals}f}"
+        return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+MEASURES: dict[str, Measure] = {
+    "accuracy": Measure("accuracy", "accuracy", True, "%", "pp", 100.0, 1, "accuracy",
+                        "Values are fractions of 1 in the stored rows and in CSV files, percent (or percentage "
+                        "points) in tables and figures."),
+    "bpc": Measure("bpc", "bpc", False, "bits/char", "bits/char", 1.0, 3, "bits per character",
+                   "Bits per character are shown as stored, in tables, figures and CSV files."),
 }
 
-_LOWER_IS_BETTER = {"forgetting", "forgetting_max_clipped", "forgetting_avalanche"}
-HIGHER_IS_BETTER: dict[str, bool] = {name: name not in _LOWER_IS_BETTER for name in METRICS}
+
+def get_measure(measure: str | Measure) -> Measure:
+    """The `Measure` record for a name (or the record itself); ValueError naming the valid ones."""
+    if isinstance(measure, Measure):
+        return measure
+    if measure not in MEASURES:
+        raise ValueError(f"unknown measure {measure!r} (valid: {', '.join(MEASURES)})")
+    return MEASURES[measure]
+
+
+def measure_of(config: dict[str, Any]) -> Measure:
+    """The measure a run's resolved config declares in its scenario; absent means accuracy."""
+    return get_measure((config.get("scenario") or {}).get("measure", "accuracy"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Metric records: one per name; everything that shows a metric reads its record
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric's facts. Captions and definitions say "{m}" where the measure's label goes."""
+
+    name: str
+    function: Callable[[np.ndarray], float]
+    kind: str  # "level" (a mean of entries, R as is) or "change" (differences, on the score matrix)
+    caption: str  # short form for table captions
+    definition: str  # full definition for a report's glossary
+    citation: str
+    higher_is_better: bool = True  # of a change metric; a level metric follows its measure
+    undefined_in: frozenset[str] = frozenset()  # protocols where it is reported n/a
+    measures: tuple[str, ...] = tuple(MEASURES)  # measures where it means something
+    aggregate: str = "mean"  # over seeds: the mean of the per-run values, with its spread
+
+    def __call__(self, R, measure: str | Measure = "accuracy") -> float:
+        """The metric of R: a level metric on R, a change metric on S = R or -R (see the module doc)."""
+        m = get_measure(measure)
+        if self.kind == "change" and not m.higher_is_better:
+            R = -np.asarray(R, dtype=float)
+        return self.function(R)
+
+    def better_high(self, measure: str | Measure = "accuracy") -> bool:
+        """Whether a higher value is better, under this measure."""
+        return get_measure(measure).higher_is_better if self.kind == "level" else self.higher_is_better
+
+    def unit(self, measure: str | Measure = "accuracy") -> str:
+        m = get_measure(measure)
+        return m.unit if self.kind == "level" else m.change_unit
+
+    def arrow(self, measure: str | Measure = "accuracy") -> str:
+        return "\u2191" if self.better_high(measure) else "\u2193"
+
+    def defined(self, protocol: str | None = None, measure: str | Measure = "accuracy") -> bool:
+        return protocol not in self.undefined_in and get_measure(measure).name in self.measures
+
+    def short(self, measure: str | Measure = "accuracy") -> str:
+        return self.caption.format(m=get_measure(measure).label)
+
+    def full(self, measure: str | Measure = "accuracy") -> str:
+        return self.definition.format(m=get_measure(measure).label)
+
+
+_GEM = "Lopez-Paz & Ranzato 2017 (GEM)"
+_CHAUDHRY = "Chaudhry et al. 2018 (RWalk)"
+_DR = "Diaz-Rodriguez et al. 2018"
+_CLASS_IL = frozenset({"class_il"})  # forward transfer is structurally ~0 there (unseen output units)
+
+METRICS: dict[str, Metric] = {m.name: m for m in [
+    Metric("acc", acc, "level", "final average {m} (Lopez-Paz & Ranzato 2017)",
+           "mean over tasks of the {m} after the last task (Lopez-Paz & Ranzato 2017, GEM).", _GEM),
+    Metric("bwt", bwt, "change", "backward transfer divided by T-1 (GEM paper)",
+           "mean over tasks 1..T-1 of final minus just-learned {m}, divided by T-1 as in the GEM paper "
+           "(Lopez-Paz & Ranzato 2017); negative means forgetting.", _GEM),
+    Metric("fwt", fwt, "change", "forward transfer divided by T-1 (GEM paper)",
+           "{m} on a task just before training on it minus the untrained model's, tasks 2..T, divided by "
+           "T-1 (GEM paper); not defined in class_il.", _GEM, undefined_in=_CLASS_IL),
+    Metric("forgetting", forgetting, "change", "Chaudhry et al. 2018, not clipped",
+           "mean over tasks 1..T-1 of the best {m} after learning the task and before the last "
+           "step minus the final {m}, not clipped at 0 (Chaudhry et al. 2018, RWalk).", _CHAUDHRY,
+           higher_is_better=False),
+    Metric("learning_acc", learning_acc, "level", "{m} right after learning each task (Riemer et al. 2019)",
+           "mean over tasks of the {m} right after learning the task (plasticity; Riemer et al. "
+           "2019, Mirzadeh et al. 2020).", "Riemer et al. 2019; Mirzadeh et al. 2020"),
+    Metric("avg_inc_acc", avg_inc_acc, "level", "average incremental {m} (Rebuffi et al. 2017)",
+           "mean over steps of the mean {m} on the tasks seen so far (Rebuffi et al. 2017, iCaRL).",
+           "Rebuffi et al. 2017 (iCaRL)"),
+    Metric("dr_a", dr_a, "level", "Diaz-Rodriguez et al. 2018 accuracy",
+           "mean of the lower triangle of the matrix with the diagonal (Diaz-Rodriguez et al. 2018).", _DR),
+    Metric("dr_bwt", dr_bwt, "change", "Diaz-Rodriguez et al. 2018 BWT",
+           "backward transfer averaged over every (later, earlier) pair of tasks (Diaz-Rodriguez et al. 2018).", _DR),
+    Metric("rem", rem, "change", "remembering, Diaz-Rodriguez et al. 2018",
+           "1 - |min(dr_bwt, 0)| (Diaz-Rodriguez et al. 2018).", _DR, measures=("accuracy",)),
+    Metric("bwt_plus", bwt_plus, "change", "positive BWT, Diaz-Rodriguez et al. 2018",
+           "max(dr_bwt, 0) (Diaz-Rodriguez et al. 2018).", _DR),
+    # Compatibility variants, to reproduce a peer framework exactly.
+    Metric("bwt_gem_code", lambda R: bwt(R, divisor="T"), "change", "BWT divided by T (GEM reference code)",
+           "backward transfer divided by T, as the GEM reference code does.", "GEM reference code"),
+    Metric("fwt_gem_code", lambda R: fwt(R, divisor="T"), "change", "FWT divided by T (GEM reference code)",
+           "forward transfer divided by T, as the GEM reference code does.", "GEM reference code",
+           undefined_in=_CLASS_IL),
+    Metric("forgetting_max_clipped", lambda R: forgetting(R, variant="max_all_clipped"), "change",
+           "max over all rows, clipped at 0 (mammoth, PyCIL)",
+           "forgetting with the maximum taken over all rows including the last, so each "
+           "term is clipped at 0 (mammoth, PyCIL, CL-Gym).", "mammoth, PyCIL, CL-Gym", higher_is_better=False),
+    Metric("forgetting_avalanche", lambda R: forgetting(R, variant="first_minus_last"), "change",
+           "first minus last (Avalanche)", "forgetting as just-learned minus final {m} (Avalanche).", "Avalanche",
+           higher_is_better=False),
+]}
 
 HEADLINE = ("acc", "bwt", "fwt", "forgetting", "learning_acc")
 
-# Forward transfer is structurally ~0 in class-IL (unseen output units), so it is reported n/a.
-_NOT_DEFINED_IN = {"class_il": {"fwt", "fwt_gem_code"}}
 
-
-def compute(R, names: Iterable[str], protocol: str | None = None) -> dict[str, float | None]:
-    """Evaluate the named metrics of ``METRICS`` on R; None for a metric undefined under ``protocol``."""
+def check_names(names: Iterable[str]) -> list[str]:
+    """The names as a list; ValueError for an unknown one, with the closest valid name."""
     names = list(names)
     for name in names:
         if name not in METRICS:
             close = difflib.get_close_matches(name, METRICS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"unknown metric {name!r}.{hint} Valid names: {', '.join(METRICS)}")
-    undefined = _NOT_DEFINED_IN.get(protocol, set())
-    return {name: None if name in undefined else METRICS[name](R) for name in names}
+    return names
 
 
-def headline(R, protocol: str) -> dict[str, float | None]:
+def compute(R, names: Iterable[str], protocol: str | None = None,
+            measure: str | Measure = "accuracy") -> dict[str, float | None]:
+    """The named metrics of R (a matrix of `measure`); None for one undefined under the protocol or measure."""
+    m = get_measure(measure)
+    return {name: METRICS[name](R, m) if METRICS[name].defined(protocol, m) else None for name in check_names(names)}
+
+
+def headline(R, protocol: str, measure: str | Measure = "accuracy") -> dict[str, float | None]:
     """The HEADLINE metrics of R; ``fwt`` is None when protocol == "class_il"."""
-    return compute(R, HEADLINE, protocol)
+    return compute(R, HEADLINE, protocol, measure)

@@ -37,43 +37,6 @@ SPREADS = ("sem", "std", "ci95")
 SPREAD_WORDS = {"sem": "SEM (sample SD/\u221an)", "std": "sample SD", "ci95": "95% CI half-width (t distribution)"}
 SPREAD_LATEX = {"sem": r"SEM (sample SD$/\sqrt{n}$)", "std": "sample SD", "ci95": r"95\% CI half-width ($t$ distribution)"}
 
-# The convention behind every metric: (short form for captions, full definition for the report).
-# METRICS.md gives the formulas; clbench.metrics the code.
-CONVENTIONS: dict[str, tuple[str, str]] = {
-    "acc": ("final average accuracy (Lopez-Paz & Ranzato 2017)",
-            "mean over tasks of the accuracy after the last task (Lopez-Paz & Ranzato 2017, GEM)."),
-    "bwt": ("backward transfer divided by T-1 (GEM paper)",
-            "mean over tasks 1..T-1 of final minus just-learned accuracy, divided by T-1 as in the GEM paper "
-            "(Lopez-Paz & Ranzato 2017); negative means forgetting."),
-    "fwt": ("forward transfer divided by T-1 (GEM paper)",
-            "accuracy on a task just before training on it minus the untrained model's, tasks 2..T, divided by "
-            "T-1 (GEM paper); not defined in class_il."),
-    "forgetting": ("Chaudhry et al. 2018, not clipped",
-                   "mean over tasks 1..T-1 of the best accuracy after learning the task and before the last "
-                   "step minus the final accuracy, not clipped at 0 (Chaudhry et al. 2018, RWalk)."),
-    "learning_acc": ("accuracy right after learning each task (Riemer et al. 2019)",
-                     "mean over tasks of the accuracy right after learning the task (plasticity; Riemer et al. "
-                     "2019, Mirzadeh et al. 2020)."),
-    "avg_inc_acc": ("average incremental accuracy (Rebuffi et al. 2017)",
-                    "mean over steps of the mean accuracy on the tasks seen so far (Rebuffi et al. 2017, iCaRL)."),
-    "dr_a": ("Diaz-Rodriguez et al. 2018 accuracy",
-             "mean of the lower triangle of the matrix with the diagonal (Diaz-Rodriguez et al. 2018)."),
-    "dr_bwt": ("Diaz-Rodriguez et al. 2018 BWT",
-               "backward transfer averaged over every (later, earlier) pair of tasks (Diaz-Rodriguez et al. 2018)."),
-    "rem": ("remembering, Diaz-Rodriguez et al. 2018", "1 - |min(dr_bwt, 0)| (Diaz-Rodriguez et al. 2018)."),
-    "bwt_plus": ("positive BWT, Diaz-Rodriguez et al. 2018", "max(dr_bwt, 0) (Diaz-Rodriguez et al. 2018)."),
-    "bwt_gem_code": ("BWT divided by T (GEM reference code)",
-                     "backward transfer divided by T, as the GEM reference code does."),
-    "fwt_gem_code": ("FWT divided by T (GEM reference code)",
-                     "forward transfer divided by T, as the GEM reference code does."),
-    "forgetting_max_clipped": ("max over all rows, clipped at 0 (mammoth, PyCIL)",
-                               "forgetting with the maximum taken over all rows including the last, so each "
-                               "term is clipped at 0 (mammoth, PyCIL, CL-Gym)."),
-    "forgetting_avalanche": ("first minus last (Avalanche)",
-                             "forgetting as just-learned minus final accuracy (Avalanche)."),
-}
-
-
 # ----------------------------------------------------------------------------------------------
 # Data: summaries, rows, tables
 
@@ -208,8 +171,7 @@ def build_tables(groups: list[Group], metric_names: Sequence[str], spread: str =
             failed = g.failed_seeds
             missing = sorted(set(expected) - set(g.seeds) - set(failed))
             rows.append(Row(labels[g.key], g, cells, failed, missing))
-        undefined = {m for m, v in M.compute(np.full((3, 2), 0.5), metric_names, scenario["protocol"]).items()
-                     if v is None}
+        undefined = {m for m in metric_names if not M.METRICS[m].defined(scenario["protocol"])}
         shown = [m for m in metric_names if m not in undefined]
         omitted = [m for m in metric_names if m in undefined]
         table = Table(title, scenario, shown, omitted, rows, expected, spread, scenario_title=title)
@@ -241,7 +203,7 @@ def mark_best(table: Table) -> None:
                   if r.cells[m].n > 0 and not math.isnan(r.cells[m].mean)]
         if len(scored) < 2:
             continue
-        best = (max if M.HIGHER_IS_BETTER[m] else min)(v for _, v in scored)
+        best = (max if M.METRICS[m].better_high() else min)(v for _, v in scored)
         for r, v in scored:
             if v == best:
                 r.best.add(m)
@@ -406,14 +368,14 @@ def p_text(p: tuple[float | None, str]) -> str:
 
 
 def arrow(metric: str) -> str:
-    return "\u2191" if M.HIGHER_IS_BETTER[metric] else "\u2193"
+    return "\u2191" if M.METRICS[metric].better_high() else "\u2193"
 
 
 def caption_parts(table: Table) -> list[str]:
     """The sentences of a table caption (plain text; each format escapes them)."""
     parts = [f"{table.title}. Mean \u00b1 {SPREAD_WORDS[table.spread]} over n seeds, in %; best mean per column "
              f"in bold (\u2191 higher, \u2193 lower is better).",
-             "Conventions: " + "; ".join(f"{m}: {CONVENTIONS[m][0]}" for m in table.metrics) + "."]
+             "Conventions: " + "; ".join(f"{m}: {M.METRICS[m].short()}" for m in table.metrics) + "."]
     if table.omitted:
         parts.append(f"Not reported: {', '.join(table.omitted)} (not defined in {table.protocol}).")
     if table.compared:
@@ -432,7 +394,7 @@ def caption_parts(table: Table) -> list[str]:
 
 def definitions(metric_names: Sequence[str]) -> list[tuple[str, str]]:
     """(metric, full definition with its paper and whether higher is better) for a report's glossary."""
-    return [(m, f"{'higher' if M.HIGHER_IS_BETTER[m] else 'lower'} is better; {CONVENTIONS[m][1]}")
+    return [(m, f"{'higher' if M.METRICS[m].better_high() else 'lower'} is better; {M.METRICS[m].full()}")
             for m in metric_names]
 
 
@@ -481,7 +443,7 @@ def table_latex(table: Table) -> str:
     head = ["learner", "$n$"]
     plain = [["learner", "n"]]  # the visible text, to size the table
     for m in table.metrics:
-        head.append(tex_escape(m) + (r" $\uparrow$" if M.HIGHER_IS_BETTER[m] else r" $\downarrow$"))
+        head.append(tex_escape(m) + (r" $\uparrow$" if M.METRICS[m].better_high() else r" $\downarrow$"))
         plain[0].append(m + " x")
         if table.compared:
             head.append("$p$")

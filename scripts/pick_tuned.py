@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from clbench.aggregate import group_runs, load_runs
-from clbench.metrics import HIGHER_IS_BETTER, METRICS
+from clbench.metrics import METRICS
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
         if values:
             fields = json.dumps(g.config["learner"]["fields"], sort_keys=True)
             tries[g.learner].setdefault(fields, {})[(g.scenario, g.protocol)] = statistics.fmean(values)
-    sign = 1 if HIGHER_IS_BETTER[options.metric] else -1
+    sign = 1 if METRICS[options.metric].better_high() else -1
     print(f"validation {options.metric} (%), mean over seeds; columns: " + ", ".join(f"{s}/{p}" for s, p in cells))
     for learner, by_fields in sorted(tries.items()):
         all_fields = [json.loads(f) for f in by_fields]

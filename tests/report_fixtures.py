@@ -8,7 +8,7 @@ import numpy as np
 
 from clbench.results import write_run
 
-# METRICS.md worked example: T = 4, row 0 is the untrained learner.
+# The worked example of docs/metrics.md: T = 4, row 0 is the untrained learner.
 EXAMPLE = np.array(
     [
         [0.10, 0.10, 0.10, 0.10],
@@ -16,6 +16,17 @@ EXAMPLE = np.array(
         [0.70, 0.95, 0.11, 0.09],
         [0.75, 0.97, 0.92, 0.10],
         [0.60, 0.85, 0.95, 0.93],
+    ]
+)
+
+# Bits per character (lower is better), T = 3: task 1 improves after task 2 (2.0 -> 1.9), then
+# every task's bpc rises at the end. Expected metrics are computed by hand in test_metrics.py.
+BPC_EXAMPLE = np.array(
+    [
+        [8.0, 8.0, 8.0],
+        [2.0, 6.0, 7.0],
+        [1.9, 1.8, 6.5],
+        [3.0, 2.2, 1.5],
     ]
 )
 

@@ -1,4 +1,4 @@
-"""Tests for clbench.metrics against the worked example in METRICS.md and hand-computed cases."""
+"""Tests for clbench.metrics against the worked example in docs/metrics.md and hand-computed cases."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import pytest
 
 from clbench import metrics as m
 
-from report_fixtures import EXAMPLE  # the METRICS.md worked matrix
+from report_fixtures import BPC_EXAMPLE, EXAMPLE  # worked matrices: accuracy, bits per character
 
 # Every task keeps its accuracy once learned.
 PERFECT_RETENTION = np.array(
@@ -58,12 +58,54 @@ def test_registry_names_match_worked_example():
     assert got == pytest.approx(expected, abs=1e-4)
 
 
-def test_registry_tables_cover_the_same_names():
-    assert set(m.HIGHER_IS_BETTER) == set(m.METRICS)
-    assert not m.HIGHER_IS_BETTER["forgetting"]
-    assert not m.HIGHER_IS_BETTER["forgetting_avalanche"]
-    assert m.HIGHER_IS_BETTER["bwt"]
+def test_metric_records_declare_direction_and_unit():
     assert set(m.HEADLINE) <= set(m.METRICS)
+    assert all(name == record.name for name, record in m.METRICS.items())
+    assert not m.METRICS["forgetting"].better_high() and not m.METRICS["forgetting_avalanche"].better_high()
+    assert m.METRICS["bwt"].better_high() and m.METRICS["acc"].better_high()
+    assert m.METRICS["acc"].unit() == "%" and m.METRICS["bwt"].unit() == "pp"
+    # Under bits per character a level metric turns lower-is-better; a change metric keeps its direction.
+    assert not m.METRICS["acc"].better_high("bpc") and not m.METRICS["learning_acc"].better_high("bpc")
+    assert m.METRICS["bwt"].better_high("bpc") and not m.METRICS["forgetting"].better_high("bpc")
+    assert m.METRICS["acc"].unit("bpc") == m.METRICS["forgetting"].unit("bpc") == "bits/char"
+    assert m.METRICS["acc"].short("bpc") == "final average bits per character (Lopez-Paz & Ranzato 2017)"
+    assert m.METRICS["fwt"].undefined_in == {"class_il"}
+
+
+def test_measures_and_the_config_that_declares_them():
+    assert m.measure_of({"scenario": {"name": "split-digits"}}) is m.MEASURES["accuracy"]
+    assert m.measure_of({"scenario": {"name": "text", "measure": "bpc"}}) is m.MEASURES["bpc"]
+    assert m.MEASURES["accuracy"].show(0.12345) == "12.3" and m.MEASURES["accuracy"].show(-0.0001) == "0.0"
+    assert m.MEASURES["bpc"].show(1.23456) == "1.235"
+    with pytest.raises(ValueError, match="unknown measure 'loss'"):
+        m.compute(EXAMPLE, ["acc"], measure="loss")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("acc", 6.7 / 3),  # mean final bpc: (3.0 + 2.2 + 1.5) / 3
+        ("learning_acc", 5.3 / 3),  # (2.0 + 1.8 + 1.5) / 3
+        ("avg_inc_acc", (2.0 + 1.85 + 6.7 / 3) / 3),
+        ("dr_a", 12.4 / 6),
+        ("bwt", -0.7),  # ((2.0 - 3.0) + (1.8 - 2.2)) / 2: bpc rose, so bwt < 0
+        ("forgetting", 0.75),  # task 1: 3.0 - min(2.0, 1.9) = 1.1; task 2: 2.2 - 1.8 = 0.4
+        ("forgetting_avalanche", 0.7),  # from just-learned: 1.0 and 0.4
+        ("forgetting_max_clipped", 0.75),
+        ("fwt", 1.75),  # (8.0 - 6.0) + (8.0 - 6.5), divided by T-1 = 2: lower bpc than untrained
+        ("dr_bwt", -1.3 / 3),  # pairs: +0.1 (task 1 improved), -1.0, -0.4
+        ("bwt_plus", 0.0),
+    ],
+)
+def test_bits_per_character_worked_example(name, expected):
+    """Lower is better: change metrics run on S = -R, so forgetting > 0 means the bpc rose."""
+    assert m.compute(BPC_EXAMPLE, [name], "task_il", measure="bpc")[name] == pytest.approx(expected, abs=1e-9)
+
+
+def test_rem_is_undefined_for_bits_per_character_and_fwt_in_class_il():
+    assert m.compute(BPC_EXAMPLE, ["rem", "fwt", "acc"], "class_il", measure="bpc") == {
+        "rem": None, "fwt": None, "acc": pytest.approx(6.7 / 3)}
+    assert m.headline(BPC_EXAMPLE, "task_il", measure="bpc")["forgetting"] == pytest.approx(0.75)
 
 
 def test_rem_and_bwt_plus_on_worked_example():
