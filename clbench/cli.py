@@ -100,9 +100,13 @@ def run(
     else:
         def progress(after_task: int, rows: list[dict]) -> None:
             if not quiet and after_task > 0:
-                seen = [r["accuracy"] for r in rows[:after_task]]
+                from clbench.metrics import get_measure
+
+                measure = get_measure("bpc" if "bpc" in rows[0] else "accuracy")
+                seen = [r[measure.column] for r in rows[:after_task]]
                 typer.echo(f"  task {after_task}/{len(rows)} trained in {rows[0]['train_seconds']:.2f} s; "
-                           f"mean accuracy on tasks seen {100 * sum(seen) / len(seen):.1f}%", err=True)
+                           f"mean {measure.label} on tasks seen {measure.scale * sum(seen) / len(seen):.{measure.decimals}f} "
+                           f"{measure.unit}", err=True)
 
         from clbench.executors import use_threads
 

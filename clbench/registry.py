@@ -25,6 +25,7 @@ BUILTIN_LEARNERS = {
     "ewc": "clbench.learners.ewc:EWC",
     "replay": "clbench.learners.replay:Replay",
     "hope": "clbench.learners.hope:Hope",
+    "transformer": "clbench.learners.transformer:Transformer",
 }
 
 # Named scenarios: a builder from clbench.scenario, its dataset and arguments, and a default protocol.
