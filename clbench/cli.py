@@ -128,6 +128,8 @@ def run(
 def check(
     learner: str = typer.Argument(..., help="short name, package.module:Class or path/to/file.py:Class"),
     overrides: List[str] = typer.Option([], "--set", help="learner field, key=value (repeatable)"),
+    sequence: Optional[bool] = typer.Option(None, "--text/--images", help="check as a language model on a text "
+                                            "stream, or on images (default: text for a transformer backbone)"),
 ) -> None:
     """Run the conformance battery on a learner and print a verdict per check."""
     from clbench.config import make_learner, parse_assignments
@@ -138,7 +140,7 @@ def check(
         instance = make_learner(load_learner(learner), parse_assignments(overrides), learner)
     except UsageError as err:
         fail(str(err))
-    results = check_learner(instance, raise_on_failure=False)
+    results = check_learner(instance, raise_on_failure=False, sequence=sequence)
     for r in results:
         typer.echo(f"{'PASS' if r.passed else 'FAIL'}  {r.name:<38} {r.detail}")
     failed = [r for r in results if not r.passed]

@@ -264,9 +264,9 @@ def text(domains: Sequence[str], train_bytes: int = 65536, eval_bytes: int = 163
     """A continual language-modelling stream: task t is text domain `domains[t]` (clbench.text_data).
 
     Each domain is split by document (`split_seed`, `eval_fraction`; see `text_data.split_domain`).
-    A task trains on the first `train_bytes` bytes of its training text and is evaluated on the
-    first `eval_bytes` of its held-out text (all of it when shorter), both cut into windows of
-    `context` bytes whose targets are the next bytes. Tokens are bytes, so all tasks share the 256
+    A task trains on the first `train_bytes` bytes of its training text, cut into consecutive windows
+    of `context` bytes whose targets are the next bytes, and is evaluated on `eval_bytes` of its
+    held-out text (all of it when shorter), in windows spread evenly over the held-out documents. Tokens are bytes, so all tasks share the 256
     output units (`domain_il`). `eval_split="val"` splits the training text once more, the same way,
     and evaluates on that part (for tuning). `text_sha256` (recorded by the run's config) must
     match each domain's text. The scenario's measure is bits per character (`bpc`).
@@ -308,7 +308,7 @@ def text(domains: Sequence[str], train_bytes: int = 65536, eval_bytes: int = 163
             raise DataError(f"text domain {domain_name!r} ({domain.where}) holds out {len(held_text)} bytes, "
                             f"fewer than one context of {context} (+1): add documents or raise eval_fraction")
         x_train, y_train = text_data.windows(train_text, train_bytes, context)
-        x_test, y_test = text_data.windows(held_text, min(eval_bytes, len(held_text) - 1), context)
+        x_test, y_test = text_data.spread_windows(held_text, eval_bytes, context)
         tasks.append(Task(t, protocol, tuple(range(BYTE_VOCABULARY)), torch.from_numpy(x_train),
                           torch.from_numpy(y_train), torch.from_numpy(x_test), torch.from_numpy(y_test)))
     config = {"builder": "text", "domains": domains, "train_bytes": train_bytes, "eval_bytes": eval_bytes,

@@ -72,7 +72,9 @@ def _stdlib() -> list[tuple[str, bytes]]:
     import sysconfig
 
     folder = Path(sysconfig.get_paths()["stdlib"])
-    return [(path.name, path.read_bytes()) for path in sorted(folder.glob("*.py"))]
+    # _sysconfigdata_*.py is generated at build time (a dict of compiler flags), not code people write
+    return [(path.name, path.read_bytes()) for path in sorted(folder.glob("*.py"))
+            if not path.name.startswith("_sysconfigdata")]
 
 
 def _pydoc() -> list[tuple[str, bytes]]:
@@ -199,6 +201,18 @@ def split_domain(domain: TextDomain, split_seed: int, eval_fraction: float = 0.1
         held += len(documents[n_held][1])
         n_held += 1
     return tuple(documents[n_held:]), tuple(documents[:n_held])
+
+
+def spread_windows(text: bytes, n_bytes: int, context: int) -> tuple[np.ndarray, np.ndarray]:
+    """Like `windows`, but the N = n_bytes // context windows are spread evenly over all of `text`
+    (held-out text longer than the evaluation budget: every held-out document has its share,
+    rather than the first one or two)."""
+    n_all = (len(text) - 1) // context
+    n = min(n_bytes // context, n_all)
+    tokens = np.frombuffer(text[:n_all * context + 1], dtype=np.uint8).astype(np.int64)
+    starts = np.unique(np.linspace(0, n_all - 1, n).round().astype(np.int64)) * context
+    offsets = starts[:, None] + np.arange(context)
+    return tokens[offsets], tokens[offsets + 1]
 
 
 def windows(text: bytes, n_bytes: int, context: int) -> tuple[np.ndarray, np.ndarray]:

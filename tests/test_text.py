@@ -285,3 +285,13 @@ def test_forgetting_and_transfer_on_a_lower_is_better_matrix() -> None:
     assert values["forgetting"] == pytest.approx(1.5)     # rise from the best earlier bpc: (2 + 1) / 2
     assert values["bwt"] == pytest.approx(-1.5)           # -((5 - 3) + (3.5 - 2.5)) / 2: forgetting is negative
     assert values["fwt"] == pytest.approx(1.5)            # ((8 - 6) + (8 - 7)) / 2: bits saved before training
+
+
+def test_evaluation_windows_are_spread_over_the_held_out_text() -> None:
+    text_bytes = bytes(range(256)) * 4  # 1024 bytes
+    x, y = text_data.spread_windows(text_bytes, n_bytes=64, context=16)
+    assert x.shape == y.shape == (4, 16)
+    assert x[:, 0].tolist() == [0, 80, 144, 224]  # window starts 0, 336, 656, 992 (mod 256): first to last
+    assert np.array_equal(x[:, 1:], y[:, :-1])
+    whole, _ = text_data.spread_windows(text_bytes, n_bytes=10_000, context=16)
+    assert whole.shape == (63, 16)  # all of it when shorter than the budget
