@@ -49,8 +49,8 @@ NAMED_SCENARIOS: dict[str, dict[str, Any]] = {
     "split-cifar100": {"builder": "split", "dataset": "cifar100", "n_tasks": 10, "protocol": "class_il"},
     # Continual language modelling (clbench.text_data): byte-level text domains in turn, measured in
     # bits per character. The embedded stream needs no fetch; the others need `clbench fetch <domain>`.
-    "text-embedded": {"builder": "text", "domains": ["stdlib", "pydoc", "tables"], "train_bytes": 65536,
-                      "eval_bytes": 16384, "context": 128, "protocol": "domain_il", "measure": "bpc"},
+    "text-embedded": {"builder": "text", "domains": ["stdlib", "pydoc", "tables"], "train_bytes": 32768,
+                      "eval_bytes": 8192, "context": 128, "protocol": "domain_il", "measure": "bpc"},
     "text-six": {"builder": "text", "domains": ["shakespeare", "kjv", "austen", "sotu", "python-docs", "spdx"],
                  "train_bytes": 1048576, "eval_bytes": 65536, "context": 256, "protocol": "domain_il",
                  "measure": "bpc"},
