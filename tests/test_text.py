@@ -295,3 +295,27 @@ def test_evaluation_windows_are_spread_over_the_held_out_text() -> None:
     assert np.array_equal(x[:, 1:], y[:, :-1])
     whole, _ = text_data.spread_windows(text_bytes, n_bytes=10_000, context=16)
     assert whole.shape == (63, 16)  # all of it when shorter than the budget
+
+
+@pytest.mark.slow
+def test_the_battery_checks_a_sequence_learner_and_catches_a_peek_at_the_future() -> None:
+    from clbench.learners.transformer import Transformer
+    from clbench.testing import check_learner, is_sequence_learner
+
+    tiny = {"widths": (16, 1, 2), "batch_size": 8, "lr": 0.01}
+    assert is_sequence_learner(Transformer())
+    results = {r.name: r for r in check_learner(Transformer(**tiny), raise_on_failure=False)}
+    assert {"no_future_tokens", "learns_each_domain", "predict_returns_logits"} <= set(results)
+    assert all(r.passed for r in results.values()), [(r.name, r.detail) for r in results.values() if not r.passed]
+
+    @dataclass
+    class Peeking(Transformer):
+        """Adds the next token's embedding to each position's logits: a leak the battery must catch."""
+
+        def predict(self, x, task_id=None):
+            logits = super().predict(x, task_id)
+            ahead = torch.roll(x, -1, dims=1)
+            return logits + torch.nn.functional.one_hot(ahead, 256).float()
+
+    peeking = {r.name: r for r in check_learner(Peeking(**tiny), raise_on_failure=False)}
+    assert not peeking["no_future_tokens"].passed
