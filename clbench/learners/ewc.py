@@ -5,6 +5,7 @@ online EWC: Schwarz et al. 2018, "Progress & Compress" (ICML).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -133,7 +134,9 @@ class EWC(SGDLearner):
         n_weights = sum(p.numel() for p in params.values())
         chunk = max(1, min(256, 2**26 // n_weights))  # per-sample gradients held at once: at most ~256 MB
         for start in range(0, len(x), chunk):
-            grads = per_sample_grad(params, x[start:start + chunk], y[start:start + chunk])
+            with warnings.catch_warnings():  # attention has no vmap rule on the CPU: torch loops, and says so
+                warnings.filterwarnings("ignore", message="There is a performance drop")
+                grads = per_sample_grad(params, x[start:start + chunk], y[start:start + chunk])
             for name, g in grads.items():
                 fisher[name] += (g ** 2).sum(0)
         return {name: f / len(x) for name, f in fisher.items()}
