@@ -214,6 +214,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "reduced-resnet18": reduced_resnet18,
     "transformer": transformer,
 }
+SEQUENCE_BACKBONES = ("transformer",)  # take token windows (B, T) and give next-token logits (B, T, outputs)
 
 
 def build_backbone(name: str, input_shape: Sequence[int], n_outputs: int,

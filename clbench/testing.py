@@ -17,12 +17,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from clbench.models import SEQUENCE_BACKBONES
 from clbench.registry import PROTOCOLS
 from clbench.runner import evaluate, run, seed_everything
 from clbench.scenario import Scenario, build_scenario, text
 
 CHECK_TASKS = 3
-SEQUENCE_BACKBONES = ("transformer",)  # a learner with one of these backbones is checked on text
 
 
 @dataclass
