@@ -26,6 +26,7 @@ _EXPORTS = {
     "check_learner": "clbench.testing",
     "load_learner": "clbench.registry",
     "metrics": "clbench.metrics",
+    "results_frame": "clbench.aggregate",
 }
 
 __all__ = ["__version__", *_EXPORTS]

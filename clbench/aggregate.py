@@ -1,20 +1,24 @@
 """Runs on disk grouped honestly: by resolved config minus the seed, so that runs of different
-clbench versions, learners, fields or scenarios are never averaged together. Metrics are
-computed per run from its matrix, then summarised over seeds as mean ± SEM with n.
+clbench versions, learners, fields or scenarios (measure included) are never averaged together.
+Metrics are computed per run from its matrix, in the run's measure; `clbench.stats` summarises
+them over seeds. `results_frame` gives the same stored runs as one tidy pandas DataFrame for
+users' own analysis.
 """
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
 from clbench import metrics
 from clbench.results import RUN_FILE, matrix_from_rows, read_run
+
+if TYPE_CHECKING:
+    import pandas
 
 
 @dataclass
@@ -47,9 +51,10 @@ class StoredRun:
         if not self.rows:
             return "no rows"
         try:
+            metrics.measure_of(self.config)
             matrix_from_rows(self.rows)
-        except (ValueError, IndexError) as err:
-            return f"rows do not form an accuracy matrix ({err})"
+        except (ValueError, IndexError, KeyError) as err:
+            return f"rows do not form an evaluation matrix ({err})"
         return None
 
     @property
@@ -86,6 +91,11 @@ class Group:
         return self.config["scenario"]["protocol"]
 
     @property
+    def measure(self) -> metrics.Measure:
+        """What the runs' matrices measure (part of the scenario config, so one per group)."""
+        return metrics.measure_of(self.config)
+
+    @property
     def scenario_key(self) -> str:
         """The full scenario config: groups are comparable only when these are equal."""
         return json.dumps(self.config["scenario"], sort_keys=True)
@@ -107,13 +117,13 @@ class Group:
         """(seed, value) of every run in the group, in seed order (empty if undefined in this protocol)."""
         out = []
         for run in sorted(self.runs, key=lambda r: r.seed):
-            value = metrics.compute(run.matrix, [metric], self.protocol)[metric]
+            value = metrics.compute(run.matrix, [metric], self.protocol, self.measure)[metric]
             if value is not None:
                 out.append((run.seed, value))
         return out
 
     def matrices(self) -> np.ndarray:
-        """The accuracy matrices of the runs, in seed order: shape (n_runs, T+1, T)."""
+        """The evaluation matrices of the runs, in seed order: shape (n_runs, T+1, T)."""
         return np.stack([r.matrix for r in sorted(self.runs, key=lambda r: r.seed)])
 
 
@@ -176,16 +186,6 @@ def failed_runs(runs: Iterable[StoredRun]) -> list[StoredRun]:
     return [r for r in runs if not r.ok]
 
 
-def mean_sem(values: list[float]) -> tuple[float, float, int]:
-    """Mean, standard error of the mean (sample SD / sqrt(n); NaN for n = 1) and n."""
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan, 0
-    mean = float(np.mean(values))
-    sem = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    return mean, sem, n
-
-
 def distinguishing_fields(groups: list[Group]) -> dict[str, str]:
     """A short label per group: the learner name plus the fields that differ between groups
     sharing that learner name, so sweeps of one learner stay apart in a table."""
@@ -221,21 +221,32 @@ def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def format_table(groups: list[Group], names: tuple[str, ...] = ("acc", "forgetting", "bwt", "learning_acc")) -> str:
-    """A Markdown table per scenario and protocol: learners × metrics, mean ± SEM in percent, with n."""
-    labels = distinguishing_fields(groups)
-    blocks, current = [], None
-    for g in groups:
-        if (g.scenario, g.protocol) != current:
-            current = (g.scenario, g.protocol)
-            blocks.append(f"\n{g.scenario} ({g.protocol}); mean ± SEM over seeds, in %; "
-                          f"forgetting after Chaudhry et al. 2018, bwt after Lopez-Paz & Ranzato 2017\n")
-            blocks.append("| learner | n | " + " | ".join(names) + " |")
-            blocks.append("|---|---|" + "---|" * len(names))
-        cells = []
-        n = len(g.runs)
-        for name in names:
-            mean, sem, k = mean_sem(g.values(name))
-            cells.append("n/a" if k == 0 else f"{100 * mean:.1f} ± {100 * sem:.1f}" if k > 1 else f"{100 * mean:.1f}")
-        blocks.append(f"| {labels[g.key]} | {n} | " + " | ".join(cells) + " |")
-    return "\n".join(blocks).strip()
+def format_table(groups: list[Group]) -> str:
+    """The forgetting table printed after a suite: the report's table (`clbench.render.format_table`),
+    with the same default metrics and captions. Kept under this name for the CLI's suite command."""
+    from clbench.render import format_table as report_table
+
+    return report_table(groups)
+
+
+def results_frame(root: Path | Iterable[Path], include_failed: bool = False) -> "pandas.DataFrame":
+    """Every stored run under `root` as one tidy DataFrame: a row per run × after_task × eval_task.
+
+    Columns: `run_id`, `status`, `path`, `measure`, the run's config flattened with dots
+    (`seed`, `clbench_version`, `scenario.name`, `scenario.protocol`, `learner.name`,
+    `learner.fields.lr`, ...), then its rows (`after_task`, `eval_task`, the value column
+    `accuracy` or `bpc`, `n_samples`, `train_seconds`, `eval_seconds`). Failed and unreadable runs
+    are left out unless `include_failed`, which gives each of them one row with `status` saying why
+    and no cell values. Needs pandas (the `report` extra).
+    """
+    import pandas as pd
+
+    records = []
+    for run in load_runs(root):
+        if not run.ok and not include_failed:
+            continue
+        head = {"run_id": run.run_id, "status": "ok" if run.ok else run.problem, "path": str(run.path),
+                "measure": metrics.measure_of(run.config).name if _groupable(run.config) else None,
+                **_flatten(run.config)}
+        records += [{**head, **row} for row in run.rows] if run.ok else [head]
+    return pd.DataFrame.from_records(records)

@@ -58,10 +58,9 @@ def list_command(kind: str = typer.Argument("learners", help="learners, scenario
             typer.echo(f"{name:<18} {config['builder']}({args}), default protocol {config['protocol']}")
         typer.echo(f"protocols: {', '.join(registry.PROTOCOLS)}")
     elif kind == "metrics":
-        from clbench import metrics
+        from clbench.display import format_metric_list
 
-        for name, metric in metrics.METRICS.items():
-            typer.echo(f"{name:<24} {'higher' if metric.better_high() else 'lower'} is better  {metric.short()}")
+        typer.echo(format_metric_list())
     else:
         fail(f"cannot list {kind!r} (valid: {', '.join(LIST_KINDS)})")
 
@@ -161,7 +160,9 @@ def report(
     figures: bool = typer.Option(True, "--figures/--no-figures", help="draw the figures (PDF and PNG)"),
 ) -> None:
     """Tables, figures and a self-contained HTML report of the runs in FOLDER."""
-    from clbench.report import FORMATS, check_choice, load_folder, parse_metrics, render_tables, write_report
+    from clbench.render import FORMATS, render_tables
+    from clbench.report import write_report
+    from clbench.tables import check_choice, load_folder, parse_metrics
 
     try:
         names = parse_metrics(metric_names)
@@ -191,8 +192,9 @@ def compare(
     figures: bool = typer.Option(True, "--figures/--no-figures", help="with --out: draw the figures"),
 ) -> None:
     """Your method's runs next to recorded runs on the same scenarios, Welch's t-test per metric."""
-    from clbench.report import FORMATS, check_choice, compare as compare_runs, load_folder, parse_metrics
-    from clbench.report import render_tables, write_report
+    from clbench.render import FORMATS, render_tables
+    from clbench.report import write_report
+    from clbench.tables import check_choice, compare_runs, load_folder, parse_metrics
 
     try:
         names = parse_metrics(metric_names)

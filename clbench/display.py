@@ -51,3 +51,22 @@ def format_run(record: dict, rows: list[dict], matrix: np.ndarray) -> str:
         f"time: training {train:.2f} s, evaluation {evaluate:.2f} s",
     ]
     return "\n".join(lines)
+
+
+def format_metric_list() -> str:
+    """Every metric record on a line (kind, direction per measure, caption, where undefined), then the measures."""
+    def better(metric: metrics.Metric, measure: str | metrics.Measure) -> str:
+        return "higher" if metric.better_high(measure) else "lower"
+
+    lines = []
+    for name, metric in metrics.METRICS.items():
+        others = [f"{better(metric, m)} for {m.name}" for m in metrics.MEASURES.values()
+                  if m.name != "accuracy" and better(metric, m) != better(metric, "accuracy")]
+        direction = f"{better(metric, 'accuracy')} is better" + (f" ({', '.join(others)})" if others else "")
+        where = [f"n/a in {', '.join(sorted(metric.undefined_in))}"] if metric.undefined_in else []
+        where += [f"only for {', '.join(metric.measures)}"] if set(metric.measures) != set(metrics.MEASURES) else []
+        lines.append(f"{name:<23} {metric.kind:<7}{direction:<34} {metric.short()}"
+                     + (f" [{'; '.join(where)}]" if where else ""))
+    lines.append("measures: " + "; ".join(f"{m.name} ({'higher' if m.higher_is_better else 'lower'} is better, "
+                                          f"in {m.unit})" for m in metrics.MEASURES.values()))
+    return "\n".join(lines)

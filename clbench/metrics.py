@@ -218,6 +218,9 @@ class Measure:
     decimals: int
     label: str  # the measure in words, for captions and axis labels
     stored: str  # how stored values (rows, CSV) relate to shown ones
+    change_words: str  # change_unit in words, for figure captions
+    short: str  # the measure on a figure axis
+    bounds: tuple[float, float] | None  # the range of stored values, where there is one (axes, colour scales)
 
     def show(self, value: float) -> str:
         """A stored value as shown in tables, in `unit` (never "-0.0")."""
@@ -228,9 +231,10 @@ class Measure:
 MEASURES: dict[str, Measure] = {
     "accuracy": Measure("accuracy", "accuracy", True, "%", "pp", 100.0, 1, "accuracy",
                         "Values are fractions of 1 in the stored rows and in CSV files, percent (or percentage "
-                        "points) in tables and figures."),
+                        "points) in tables and figures.", "percentage points", "accuracy", (0.0, 1.0)),
     "bpc": Measure("bpc", "bpc", False, "bits/char", "bits/char", 1.0, 3, "bits per character",
-                   "Bits per character are shown as stored, in tables, figures and CSV files."),
+                   "Bits per character are shown as stored, in tables, figures and CSV files.", "bits per character",
+                   "bpc", None),
 }
 
 
@@ -266,6 +270,11 @@ class Metric:
     undefined_in: frozenset[str] = frozenset()  # protocols where it is reported n/a
     measures: tuple[str, ...] = tuple(MEASURES)  # measures where it means something
     aggregate: str = "mean"  # over seeds: the mean of the per-run values, with its spread
+    axis: str = ""  # its name on a figure axis ("{m}" as in captions); the metric's name when empty
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("level", "change") or self.aggregate != "mean":
+            raise ValueError(f"metric {self.name!r}: kind must be level or change, aggregate mean")
 
     def __call__(self, R, measure: str | Measure = "accuracy") -> float:
         """The metric of R: a level metric on R, a change metric on S = R or -R (see the module doc)."""
@@ -294,6 +303,11 @@ class Metric:
     def full(self, measure: str | Measure = "accuracy") -> str:
         return self.definition.format(m=get_measure(measure).label)
 
+    def axis_label(self, measure: str | Measure = "accuracy") -> str:
+        """'learning accuracy (%) ↑': name, unit and direction, for a figure axis."""
+        m = get_measure(measure)
+        return f"{(self.axis or self.name).format(m=m.short)} ({self.unit(m)}) {self.arrow(m)}"
+
 
 _GEM = "Lopez-Paz & Ranzato 2017 (GEM)"
 _CHAUDHRY = "Chaudhry et al. 2018 (RWalk)"
@@ -305,7 +319,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            "mean over tasks of the {m} after the last task (Lopez-Paz & Ranzato 2017, GEM).", _GEM),
     Metric("bwt", bwt, "change", "backward transfer divided by T-1 (GEM paper)",
            "mean over tasks 1..T-1 of final minus just-learned {m}, divided by T-1 as in the GEM paper "
-           "(Lopez-Paz & Ranzato 2017); negative means forgetting.", _GEM),
+           "(Lopez-Paz & Ranzato 2017); negative means forgetting.", _GEM, axis="BWT"),
     Metric("fwt", fwt, "change", "forward transfer divided by T-1 (GEM paper)",
            "{m} on a task just before training on it minus the untrained model's, tasks 2..T, divided by "
            "T-1 (GEM paper); not defined in class_il.", _GEM, undefined_in=_CLASS_IL),
@@ -315,7 +329,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            higher_is_better=False),
     Metric("learning_acc", learning_acc, "level", "{m} right after learning each task (Riemer et al. 2019)",
            "mean over tasks of the {m} right after learning the task (plasticity; Riemer et al. "
-           "2019, Mirzadeh et al. 2020).", "Riemer et al. 2019; Mirzadeh et al. 2020"),
+           "2019, Mirzadeh et al. 2020).", "Riemer et al. 2019; Mirzadeh et al. 2020", axis="learning {m}"),
     Metric("avg_inc_acc", avg_inc_acc, "level", "average incremental {m} (Rebuffi et al. 2017)",
            "mean over steps of the mean {m} on the tasks seen so far (Rebuffi et al. 2017, iCaRL).",
            "Rebuffi et al. 2017 (iCaRL)"),

@@ -101,7 +101,8 @@ def compare(groups: Iterable, published: Iterable[Published]) -> list[Comparison
     partner are left out. Groups that differ in a field (a sweep) are compared one by one and
     labelled by that field.
     """
-    from clbench.aggregate import distinguishing_fields, mean_sem
+    from clbench.aggregate import distinguishing_fields
+    from clbench.stats import mean_sem
 
     groups = list(groups)
     labels = distinguishing_fields(groups)

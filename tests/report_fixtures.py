@@ -74,3 +74,24 @@ def three_learners(root: Path) -> Path:
           learner="finetune", seed=2)
     write(root, shifted(0.03), learner="replay", seed=0)
     return root
+
+
+def bpc_runs(matrices: dict[str, list], root: Path = Path("bpc-runs")) -> list:
+    """In-memory stored runs of a text stream (measure bpc): {learner: [matrix per seed]}.
+
+    The rows carry a `bpc` column, as text runs do; the matrix is set on the run directly, so the
+    table and figure code is tested on its own (reading bpc rows from disk is tested with results)."""
+    from clbench.aggregate import StoredRun
+    from clbench.results import run_id
+
+    runs = []
+    for learner, per_seed in matrices.items():
+        for seed, matrix in enumerate(per_seed):
+            config = make_config(learner=learner, seed=seed, scenario="text-toy", n_tasks=3)
+            config["scenario"]["measure"] = "bpc"
+            rows = [{**row, "bpc": row.pop("accuracy")} for row in matrix_rows(matrix)]
+            run = StoredRun(root / f"{learner}-{seed}", {"run_id": run_id(config), "status": "ok", "config": config},
+                            rows)
+            run.__dict__.update(matrix=np.asarray(matrix, dtype=float), problem=None)  # the cached properties
+            runs.append(run)
+    return runs

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clbench import plots
+from clbench import plot_style, plots
 from clbench.aggregate import group_runs, load_runs
 from clbench.report import write_report
 
@@ -54,7 +54,7 @@ def test_task_curves_and_seen_accuracy_plot_the_means(groups):
     assert len(lines) == 4  # one per task, from the step it is learned
     assert np.allclose(lines[0].get_ydata(), mats.mean(axis=0)[1:, 0])
     assert np.allclose(lines[3].get_xdata(), [4])
-    styles = plots.learner_styles(["ewc", "finetune", "replay"])
+    styles = plot_style.learner_styles(["ewc", "finetune", "replay"])
     fig = plots.seen_accuracy([("ewc", groups["ewc"])], styles)
     (line,) = fig.axes[0].get_lines()
     seen = [[m[k, :k].mean() for k in range(1, 5)] for m in mats]
@@ -66,7 +66,7 @@ def test_bars_and_scatter_show_metric_means_with_sem(groups):
     from clbench import metrics
 
     entries = [("ewc", groups["ewc"]), ("finetune", groups["finetune"]), ("replay", groups["replay"])]
-    styles = plots.learner_styles([label for label, _ in entries])
+    styles = plot_style.learner_styles([label for label, _ in entries])
     fig = plots.forgetting_bwt(entries, styles)
     forgetting_axis, bwt_axis = fig.axes
     expected = [np.mean([metrics.forgetting(r.matrix) for r in g.runs]) for _, g in entries]
@@ -82,13 +82,13 @@ def test_bars_and_scatter_show_metric_means_with_sem(groups):
 
 
 def test_learner_colours_are_okabe_ito_fixed_and_distinct():
-    styles = plots.learner_styles(["mine", "ewc", "hope", "finetune", "other"])
-    palette = set(plots.OKABE_ITO.values())
+    styles = plot_style.learner_styles(["mine", "ewc", "hope", "finetune", "other"])
+    palette = set(plot_style.OKABE_ITO.values())
     assert all(s.colour in palette for s in styles.values())
-    assert styles["ewc"].colour == plots.FIXED_COLOURS["ewc"] and styles["hope"].colour == plots.FIXED_COLOURS["hope"]
+    assert styles["ewc"].colour == plot_style.FIXED_COLOURS["ewc"] and styles["hope"].colour == plot_style.FIXED_COLOURS["hope"]
     assert len({s.colour for s in styles.values()}) == 5
-    assert plots.learner_styles(["hope", "ewc"])["ewc"].colour == plots.learner_styles(["ewc"])["ewc"].colour
-    many = plots.learner_styles([f"m{i}" for i in range(9)])
+    assert plot_style.learner_styles(["hope", "ewc"])["ewc"].colour == plot_style.learner_styles(["ewc"])["ewc"].colour
+    many = plot_style.learner_styles([f"m{i}" for i in range(9)])
     assert len({(s.colour, s.linestyle) for s in many.values()}) == 9  # past 7 colours, line styles differ
     assert len({(s.colour, s.hatch) for s in many.values()}) == 9      # ... and bars are hatched
 
@@ -105,7 +105,7 @@ def test_plots_never_touch_pyplot_or_the_global_backend(tmp_path):
     write(root, EXAMPLE, learner="ewc")
     # (matplotlib.get_backend() itself imports pyplot, so the setting is read without resolving it)
     code = ("import sys, matplotlib\nbackend = lambda: dict.__getitem__(matplotlib.rcParams, 'backend')\n"
-            "before = backend()\nfrom clbench.report import write_report, load_folder\n"
+            "before = backend()\nfrom clbench.report import write_report\nfrom clbench.tables import load_folder\n"
             f"write_report(load_folder({str(root)!r}), {str(tmp_path / 'out')!r}, ['acc'])\n"
             "print('matplotlib.pyplot' in sys.modules, backend() == before)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

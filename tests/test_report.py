@@ -1,4 +1,5 @@
-"""Tests for clbench.report and the `report` and `compare` commands, on runs with known matrices."""
+"""Tests for the forgetting tables and reports (clbench.tables, clbench.render, clbench.report) and the
+`report` and `compare` commands, on runs with known matrices."""
 from __future__ import annotations
 
 import csv
@@ -20,10 +21,13 @@ from clbench import metrics
 from clbench.aggregate import group_runs, load_runs
 from clbench.cli import app
 from clbench.errors import UsageError
-from clbench.report import (build_tables, compare, load_folder, parse_metrics, render_tables, table_csv,
-                            table_latex, table_markdown, welch, write_report)
+from clbench.plot_style import learner_styles as plot_styles
+from clbench.render import format_table, render_tables, table_csv, table_latex, table_markdown
+from clbench.report import write_report
+from clbench.stats import welch
+from clbench.tables import build_tables, compare_runs as compare, load_folder, parse_metrics
 
-from report_fixtures import EXAMPLE, shifted, three_learners, write
+from report_fixtures import BPC_EXAMPLE, EXAMPLE, bpc_runs, shifted, three_learners, write
 
 NAMES = ["acc", "bwt", "forgetting", "learning_acc"]
 
@@ -212,12 +216,13 @@ def test_html_escapes_user_strings_and_is_self_contained(tmp_path):
                            sources=[str(tmp_path / "runs")])
     page = (tmp_path / "out" / "report.html").read_text()
     assert "<script" not in page and "<img src=x" not in page and "<b>boom" not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "&lt;b&gt;boom&lt;/b&gt;" in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page and "&lt;b&gt;boom&lt;/b&gt;" in page
+    assert 'evil&#34;&gt;&lt;img src=x onerror=alert(1)&gt;' in page  # the template autoescapes
     assert re.findall(r'<img [^>]*src="([^"]{0,30})', page) and all(
         src.startswith("data:image/png;base64,") for src in re.findall(r'<img [^>]*src="([^"]{0,30})', page))
     assert "http://" not in page and "https://" not in page and "<link" not in page
     assert "Failed or incomplete runs" in page and "status failed: &lt;b&gt;boom&lt;/b&gt;" in page
-    assert "&quot;clbench_version&quot;: &quot;0.1.0&quot;" in page  # the config, escaped
+    assert "&#34;clbench_version&#34;: &#34;0.1.0&#34;" in page  # the config, escaped
     # file names never carry the raw string
     for path in written.files:
         assert "<" not in str(path) and '"' not in str(path)
@@ -384,3 +389,92 @@ def test_a_learner_whose_every_run_failed_stays_in_the_table(tmp_path):
     written = write_report(load_runs(tmp_path), tmp_path / "out", ["acc"])
     assert {f.table_slug for f in written.figures} == {"split-toy-class-il"}
     assert not any("hope" in str(f.png) for f in written.figures)
+
+
+# ----------------------------------------------------------------------------------------------
+# A lower-is-better measure (bits per character) goes through the same table by declaration
+
+BPC_WORSE = BPC_EXAMPLE.copy()
+BPC_WORSE[3] += 0.5  # every task ends 0.5 bits/char worse than in BPC_EXAMPLE
+
+
+def _bpc_table():
+    runs = bpc_runs({"a": [BPC_EXAMPLE, BPC_EXAMPLE + 0.1], "b": [BPC_WORSE, BPC_WORSE + 0.1]})
+    (table,) = build_tables(group_runs(runs), NAMES + ["rem"])
+    return table
+
+
+def test_bpc_table_bolds_the_lowest_and_shows_bits_per_character():
+    table = _bpc_table()
+    md = table_markdown(table)
+    assert "| learner | n | seeds | acc ↓ | bwt ↑ | forgetting ↓ | learning\\_acc ↓ |" in md
+    # a: acc (2.2333 + 2.3333) / 2 = 2.2833, SEM 0.1 / 2 = 0.05; bwt -0.7; forgetting 0.75; learning_acc 5.3/3 + 0.05
+    assert "| a | 2 | 0, 1 | **2.283** ± 0.050 | **-0.700** ± 0.000 | **0.750** ± 0.000 | **1.817** ± 0.050 |" in md
+    # b: acc 2.7833; bwt ((2.0 - 3.5) + (1.8 - 2.7)) / 2 = -1.2; forgetting (1.6 + 0.9) / 2 = 1.25; learning (2.0+1.8+2.0)/3
+    assert "| b | 2 | 0, 1 | 2.783 ± 0.050 | -1.200 ± 0.000 | 1.250 ± 0.000 | 1.983 ± 0.050 |" in md
+    assert "in bits/char;" in md and "final average bits per character" in md
+    assert "Not reported: rem (not defined in class\\_il or for bits per character)." in md
+    tex = table_latex(table)
+    assert r"acc $\downarrow$" in tex and r"\textbf{2.283} $\pm$ 0.050" in tex
+    row = next(r for r in csv.DictReader(io.StringIO(table_csv(table))) if r["learner"] == "a")
+    assert float(row["acc_mean"]) == pytest.approx(6.7 / 3 + 0.05)  # stored units, no x100
+    assert row["acc_best"] == "True"
+
+
+def test_bpc_report_writes_html_and_figures_in_bits_per_character(tmp_path):
+    from clbench import plots
+
+    runs = bpc_runs({"a": [BPC_EXAMPLE, BPC_EXAMPLE + 0.1], "b": [BPC_WORSE, BPC_WORSE + 0.1]}, tmp_path)
+    written = write_report(runs, tmp_path / "out", ["acc", "forgetting"], figures=False)
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<strong>2.283</strong> ± 0.050" in page and "acc ↓" in page
+    assert "Bits per character are shown as stored" in page and "lower is better; mean over tasks of the bits" in page
+    (table,) = written.tables
+    entries = [(r.label, r.group) for r in table.rows]
+    styles = plot_styles([label for label, _ in entries])
+    scatter = plots.plasticity_stability(entries, styles).axes[0]
+    assert scatter.get_xlabel() == "forgetting (bits/char) ↓"
+    assert scatter.get_ylabel() == "learning bpc (bits/char) ↓"
+    assert any(t.get_text() == "↙ better" for t in scatter.texts)
+    bars = plots.forgetting_bwt(entries, styles).axes[0]
+    assert sorted(p.get_width() for p in bars.patches) == pytest.approx([0.75, 1.25])  # not x100
+    heat = plots.heatmap("a", table.rows[0].group)
+    # mean matrix = BPC_EXAMPLE + 0.05, two decimals; brighter (reversed viridis) is lower
+    assert {"8.05", "3.05", "1.55"} <= {t.get_text() for t in heat.axes[0].texts}
+    assert heat.axes[1].get_ylabel() == "bpc (bits/char)"
+
+
+def test_the_suite_prints_the_report_table(root):
+    """One forgetting table: after a suite, the same table, metrics and captions as `clbench report`."""
+    groups = group_runs(load_runs(root))
+    suite_table = format_table(groups)
+    assert suite_table == render_tables(build_tables(groups, metrics.HEADLINE), "markdown").rstrip("\n")
+    assert "| learner | n | seeds | acc ↑ | bwt ↑ | forgetting ↓ | learning\\_acc ↑ |" in suite_table
+    assert "Not reported: fwt (not defined in class\\_il)." in suite_table
+
+
+def test_results_frame_is_tidy_and_agrees_with_the_tables(root):
+    from clbench import results_frame
+
+    frame = results_frame(root)
+    assert len(frame) == 6 * 5 * 4  # 6 finished runs x 5 rows (untrained + 4 tasks) x 4 tasks
+    assert {"run_id", "status", "seed", "learner.name", "learner.fields.lr", "scenario.protocol", "measure",
+            "after_task", "eval_task", "accuracy", "n_samples"} <= set(frame.columns)
+    assert set(frame["status"]) == {"ok"} and set(frame["measure"]) == {"accuracy"}
+    final = frame[frame["after_task"] == 4].groupby(["learner.name", "seed"])["accuracy"].mean()
+    assert final["ewc", 1] == pytest.approx(metrics.acc(shifted(0.02)))
+    (table,) = _tables(root, ["acc"])
+    assert final["ewc"].mean() == pytest.approx(_row(table, "ewc").cells["acc"].mean)
+    with_failed = results_frame(root, include_failed=True)
+    failed = with_failed[with_failed["status"] != "ok"]
+    assert len(failed) == 1 and failed["status"].iloc[0].startswith("status failed")
+    assert failed["learner.name"].iloc[0] == "finetune" and np.isnan(failed["accuracy"].iloc[0])
+
+
+def test_list_metrics_reads_the_records():
+    out = CliRunner().invoke(app, ["list", "metrics"]).output.splitlines()
+    line = {row.split()[0]: row for row in out}
+    assert "level" in line["acc"] and "higher is better (lower for bpc)" in line["acc"]
+    assert "change" in line["forgetting"] and "lower is better" in line["forgetting"] and "bpc" not in line["forgetting"]
+    assert line["fwt"].endswith("[n/a in class_il]") and line["rem"].endswith("[only for accuracy]")
+    assert set(line) - {"measures:"} == set(metrics.METRICS)
