@@ -8,7 +8,8 @@ from typing import Any
 
 import clbench
 from clbench.config import field_values, make_learner
-from clbench.registry import AVALANCHE_PREFIX, load_object, resolve_reference, source_sha256
+from clbench.errors import UsageError
+from clbench.registry import AVALANCHE_PREFIX, SEQUENCE_BACKBONES, load_object, resolve_reference, source_sha256
 
 
 def resolve(scenario: dict[str, Any], learner: str, overrides: dict[str, Any], seed: int,
@@ -22,9 +23,15 @@ def resolve(scenario: dict[str, Any], learner: str, overrides: dict[str, Any], s
     cls = load_object(canonical)
     instance = make_learner(cls, overrides, learner, where)
     name = name or (learner if ":" not in learner or learner.startswith(AVALANCHE_PREFIX) else cls.__name__.lower())
+    scenario = with_data_checksum(scenario)
+    backbone = getattr(instance, "backbone", None)
+    if scenario.get("measure") == "bpc" and isinstance(backbone, str) and backbone not in SEQUENCE_BACKBONES:
+        raise UsageError(f"{where}: scenario {scenario.get('name')!r} is a text stream, which needs a sequence model, "
+                         f"not backbone {backbone!r}: --learner transformer, or --set backbone=transformer "
+                         f"--set widths=192,4,4 (width, depth, heads)")
     return {
         "clbench_version": clbench.__version__,
-        "scenario": with_data_checksum(scenario),
+        "scenario": scenario,
         "learner": {"name": name, "class": canonical, "fields": field_values(instance),
                     "source_sha256": source_sha256(canonical)},
         "seed": int(seed),

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clbench.errors import UsageError
+from clbench.registry import SEQUENCE_BACKBONES  # noqa: F401 (take token windows, give next-token logits)
 
 
 def mlp(input_shape: Sequence[int], n_outputs: int, widths: Sequence[int] = (100, 100)) -> nn.Module:
@@ -214,7 +215,6 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "reduced-resnet18": reduced_resnet18,
     "transformer": transformer,
 }
-SEQUENCE_BACKBONES = ("transformer",)  # take token windows (B, T) and give next-token logits (B, T, outputs)
 
 
 def build_backbone(name: str, input_shape: Sequence[int], n_outputs: int,

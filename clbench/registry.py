@@ -60,6 +60,7 @@ NAMED_SCENARIOS: dict[str, dict[str, Any]] = {
                   "measure": "bpc"},
 }
 
+SEQUENCE_BACKBONES = ("transformer",)  # backbones (clbench.models) that model token windows: for text streams
 ENTRY_POINT_GROUP = "clbench.learners"
 PROTOCOLS = ("class_il", "task_il", "domain_il")
 EVAL_SPLITS = ("test", "val")  # what a scenario is evaluated on (`eval_split`); "val" is for tuning

@@ -17,8 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from clbench.models import SEQUENCE_BACKBONES
-from clbench.registry import PROTOCOLS
+from clbench.registry import PROTOCOLS, SEQUENCE_BACKBONES
 from clbench.runner import evaluate, run, seed_everything
 from clbench.scenario import Scenario, build_scenario, text
 

@@ -10,7 +10,8 @@ from clbench.errors import UsageError
 from clbench.learners.finetune import Finetune
 from clbench.learners.joint import Joint
 from clbench.learners.replay import Replay
-from clbench.models import BACKBONES, SEQUENCE_BACKBONES, ReducedResNet18, build_backbone
+from clbench.models import BACKBONES, ReducedResNet18, build_backbone
+from clbench.registry import SEQUENCE_BACKBONES
 from clbench.runner import seed_everything
 
 from conftest import small

@@ -319,3 +319,8 @@ def test_the_battery_checks_a_sequence_learner_and_catches_a_peek_at_the_future(
 
     peeking = {r.name: r for r in check_learner(Peeking(**tiny), raise_on_failure=False)}
     assert not peeking["no_future_tokens"].passed
+
+
+def test_an_image_backbone_on_a_text_stream_is_refused_when_the_run_is_planned() -> None:
+    with pytest.raises(Exception, match="needs a sequence model, not backbone 'mlp'.*backbone=transformer"):
+        resolve(scenario_config("text-embedded"), "ewc", {}, 0)
