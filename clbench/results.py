@@ -24,13 +24,13 @@ import numpy as np
 
 ROW_FIELDS = ("after_task", "eval_task", "accuracy", "n_samples", "train_seconds", "eval_seconds")
 VALUE_COLUMNS = ("accuracy", "bpc")  # a run's rows carry one of these (its scenario's measure)
+RUN_FILE = "run.json"
+ROWS_FILE = "rows.csv"
 
 
 def value_column(rows: list[dict]) -> str:
     """The value column of a run's rows: `bpc` for text streams, else `accuracy`."""
     return "bpc" if rows and "bpc" in rows[0] else "accuracy"
-RUN_FILE = "run.json"
-ROWS_FILE = "rows.csv"
 
 
 def run_id(config: dict[str, Any]) -> str:
