@@ -99,9 +99,14 @@ def run(
 
     def progress(after_task: int, rows: list[dict]) -> None:
         if not quiet and after_task > 0:
-            seen = [r["accuracy"] for r in rows[:after_task]]
+            from clbench.metrics import get_measure
+            from clbench.results import value_column
+
+            measure = get_measure(value_column(rows))
+            seen = [r[measure.column] for r in rows[:after_task]]
             typer.echo(f"  task {after_task}/{len(rows)} trained in {rows[0]['train_seconds']:.2f} s; "
-                       f"mean accuracy on tasks seen {100 * sum(seen) / len(seen):.1f}%", err=True)
+                       f"mean {measure.label} on tasks seen {measure.scale * sum(seen) / len(seen):.{measure.decimals}f} "
+                       f"{measure.unit}", err=True)
 
     try:
         check_seed(seed, "--seed")
@@ -139,6 +144,8 @@ def run(
 def check(
     learner: str = typer.Argument(..., help="short name, package.module:Class or path/to/file.py:Class"),
     overrides: List[str] = typer.Option([], "--set", help="learner field, key=value (repeatable)"),
+    sequence: Optional[bool] = typer.Option(None, "--text/--images", help="check as a language model on a text "
+                                            "stream, or on images (default: text for a transformer backbone)"),
 ) -> None:
     """Run the conformance battery on a learner and print a verdict per check."""
     from clbench.fields import make_learner, parse_assignments
@@ -149,7 +156,7 @@ def check(
         instance = make_learner(load_learner(learner), parse_assignments(overrides), learner)
     except UsageError as err:
         fail(str(err))
-    results = check_learner(instance, raise_on_failure=False,
+    results = check_learner(instance, raise_on_failure=False, sequence=sequence,
                             on_result=lambda r: typer.echo(f"{r.verdict}  {r.name:<38} {r.detail}"))
     failed = [r for r in results if not r.passed]
     warned = [r for r in results if r.warning]
@@ -380,13 +387,14 @@ def baselines(name: Optional[str] = typer.Argument(None, help="a shipped set of 
 
 @app.command()
 def fetch(
-    name: str = typer.Argument(..., help="mnist, fashion-mnist, cifar10, cifar100 or mnist10k"),
+    name: str = typer.Argument(..., help="mnist, fashion-mnist, cifar10, cifar100 or mnist10k, or a text domain: "
+                               "shakespeare, kjv, austen, sotu, python-docs, spdx"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no download progress"),
 ) -> None:
     """Download a dataset's published files into the data directory and verify their checksums.
     Files already there and intact are kept; a CIFAR archive copied there is unpacked offline."""
-    from clbench import data
+    from clbench import data, text_data, text_fetch
 
     use_data_dir(data_dir)
     shown: dict[str, int] = {}
@@ -401,7 +409,10 @@ def fetch(
 
     try:
         where = data.fetch(name, progress=progress)
-        data.load(name)  # read it back as clbench will, checksums included
+        if name in text_fetch.TEXT_RECIPES:  # read it back as clbench will, checksums included
+            text_data.load_domain(name)
+        else:
+            data.load(name)
     except UsageError as err:
         fail(str(err))
     typer.echo(f"{name}: verified, in {where}")

@@ -24,8 +24,10 @@ BUILTIN_LEARNERS = {
     "ewc": "clbench.learners.ewc:EWC",
     "replay": "clbench.learners.replay:Replay",
     "hope": "clbench.learners.hope:Hope",
+    "transformer": "clbench.learners.transformer:Transformer",
 }
 
+SEQUENCE_BACKBONES = ("transformer",)  # backbones (clbench.models) that model token windows: for text streams
 ENTRY_POINT_GROUP = "clbench.learners"
 
 PREFIX_ENTRY_POINT_GROUP = "clbench.learner_prefixes"
