@@ -17,10 +17,11 @@ The ratio depends on the machine and its load (shared CPUs make single timings n
 what the alternation and medians are for); the load average is printed before and after.
 
 Recorded 2026-11-27, 2-core AMD EPYC VM shared with other jobs, torch 2.13 CPU, 1 thread, d=64
-(11 rounds x 5 steps, load average 1.4-1.8): Hope 250 ms/step CPU; hope/token-mlp 5.9x,
-hope/attention 4.9x, hope/flat-mlp 164x. An earlier run under load average ~7 gave 5.6x, 4.7x
-and 165x. The <= 3x target is not met on this CPU: Hope's step is ~3,700 small tensor
-operations per block (forward and backward) at batch 32, so per-operation overhead dominates.
+(11 rounds x 5 steps, load average 1.4-1.8): hope/token-mlp 5.9x. After the dual-form memories
+(issue 15) and before them, measured back to back under load average 10-13: see
+benchmarks/README.md ("Where Hope's time goes"). The <= 3x target is not met on this CPU: Hope's
+step is about 8,000 small tensor operations (forward and backward) at batch 32, so per-operation
+overhead dominates.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from clbench.anytime import LOSS_FILE, Anytime, read_anytime, read_table
-from clbench.plot_style import new_figure
+from clbench.plot_style import new_figure, task_legend
 from clbench.stats import mean_sem_along
 
 
@@ -68,10 +68,7 @@ def task_curves(label: str, runs: Sequence[Anytime], n_seeds: int):
     ax.set_xlabel("training step")
     ax.set_ylabel("accuracy on task (%)")
     ax.set_title(f"{label} (n = {n_seeds})")
-    ax.grid(axis="y", linewidth=0.4, alpha=0.4)
-    if n_tasks <= 10:
-        ax.legend(ncol=min(n_tasks, 5), loc="upper center", bbox_to_anchor=(0.5, -0.22), handlelength=1.6,
-                  columnspacing=1.0)
+    task_legend(ax, n_tasks)
     return fig
 
 

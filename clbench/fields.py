@@ -143,10 +143,18 @@ def make_learner(cls: type, overrides: dict[str, Any], learner_name: str, where:
         raise UsageError(f"{where}: learner {learner_name!r} rejected {fields}: {err}") from None
 
 
+def _unchanged_since(spec: dataclasses.Field, value: Any) -> bool:
+    """A field added to a learner after runs were recorded (`metadata={"since": VERSION}`) whose
+    value is its default reproduces those runs, so it is left out of the config and the run id."""
+    return "since" in spec.metadata and spec.default is not dataclasses.MISSING and value == spec.default
+
+
 def field_values(learner: Any) -> dict[str, Any]:
-    """Every field of a learner instance as JSON-ready values (tuples become lists)."""
+    """Every field of a learner instance as JSON-ready values (tuples become lists), less fields
+    added later that still hold their default (`_unchanged_since`)."""
     if dataclasses.is_dataclass(learner):
-        values = {name: getattr(learner, name) for name in learner_fields(type(learner))}
+        values = {name: getattr(learner, name) for name, spec in learner_fields(type(learner)).items()
+                  if not _unchanged_since(spec, getattr(learner, name))}
     else:
         values = {k: v for k, v in vars(learner).items() if not k.startswith("_") and not k.endswith("_")}
     return json.loads(json.dumps(values, default=str))

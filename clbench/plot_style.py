@@ -98,6 +98,14 @@ def legend_below(ax, entries: Sequence[tuple[str, "Group"]], handlelength: float
               bbox_to_anchor=(0.5, -0.2), ncol=ncol, handlelength=handlelength)
 
 
+
+def task_legend(ax, n_tasks: int) -> None:
+    """Light horizontal grid and, for up to 10 tasks, the per-task legend below the axes."""
+    ax.grid(axis="y", linewidth=0.4, alpha=0.4)
+    if n_tasks <= 10:
+        ax.legend(ncol=min(n_tasks, 5), loc="upper center", bbox_to_anchor=(0.5, -0.22), handlelength=1.6,
+                  columnspacing=1.0)
+
 def wrap(label: str, width: int = 16) -> str:
     """A long label over several lines, broken before '(' and after ', ' (tick labels stay narrow)."""
     if len(label) <= width:

@@ -22,7 +22,7 @@ import numpy as np
 from clbench import metrics as M
 from clbench.aggregate import Group
 from clbench.plot_style import (MARKERS, STYLE, WIDTH, Style, learner_styles, legend_below, new_figure, save,
-                                 wrap)
+                                 task_legend, wrap)
 from clbench.stats import Summary, mean_sem_along
 from clbench.tables import slugify
 
@@ -157,10 +157,7 @@ def task_curves(label: str, group: Group, ylim: tuple[float, float] = (-2, 102))
     ax.set_xlabel("after training task")
     ax.set_ylabel(f"{measure.short} on task ({measure.unit})")
     ax.set_title(f"{label} (n = {len(group.runs)})")
-    ax.grid(axis="y", linewidth=0.4, alpha=0.4)
-    if n_tasks <= 10:
-        ax.legend(ncol=min(n_tasks, 5), loc="upper center", bbox_to_anchor=(0.5, -0.22), handlelength=1.6,
-                  columnspacing=1.0)
+    task_legend(ax, n_tasks)
     return fig
 
 

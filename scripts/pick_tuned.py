@@ -1,6 +1,6 @@
 """Pick each learner's tuned setting from a tuning suite's results (e.g. scenarios/hope-tune.toml).
 
-    .venv/bin/python scripts/pick_tuned.py results/hope-tune [--metric acc]
+    .venv/bin/python scripts/pick_tuned.py results/hope-tune [results/hope-tune-variants ...] [--metric acc]
 
 For every learner label, each try (a distinct set of field values) is scored by its validation
 metric averaged first over seeds, then over the scenario-protocols of the suite; the best try
@@ -24,16 +24,18 @@ from clbench.metrics import METRICS
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path, help="results of a tuning suite, e.g. results/hope-tune")
+    parser.add_argument("folders", type=Path, nargs="+", help="results of tuning suites, e.g. results/hope-tune")
     parser.add_argument("--metric", default="acc", help="validation metric to maximise (default acc)")
     options = parser.parse_args()
     if options.metric not in METRICS:
         sys.exit(f"error: unknown metric {options.metric!r} (valid: {', '.join(METRICS)})")
-    if not options.folder.is_dir():
-        sys.exit(f"error: {options.folder} is not a folder of runs")
-    groups = [g for g in group_runs(load_runs(options.folder)) if g.config["scenario"].get("eval_split") == "val"]
+    for folder in options.folders:
+        if not folder.is_dir():
+            sys.exit(f"error: {folder} is not a folder of runs")
+    groups = [g for g in group_runs(load_runs(options.folders)) if g.config["scenario"].get("eval_split") == "val"]
     if not groups:
-        sys.exit(f"error: no runs evaluated on a validation split (eval_split = \"val\") under {options.folder}")
+        where = ", ".join(map(str, options.folders))
+        sys.exit(f"error: no runs evaluated on a validation split (eval_split = \"val\") under {where}")
     cells = sorted({(g.scenario, g.protocol) for g in groups})
     tries: dict[str, dict[str, dict]] = defaultdict(dict)   # learner -> fields json -> {cell: mean}
     for g in groups:

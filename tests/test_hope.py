@@ -1,4 +1,4 @@
-"""Mechanism tests of the Hope learner (HOPE.md §11): the inner recurrence against reference
+"""Mechanism tests of the Hope learner (docs/hope.md): the inner recurrence against reference
 loops written from the equations, DGD against its closed form, the CMS level schedule, the
 fine-tuning control, gradients reaching every meta parameter, no leaks, and the battery."""
 from __future__ import annotations
@@ -32,7 +32,7 @@ def image_spec(protocol: str = "class_il") -> ScenarioSpec:
 
 # -- the inner recurrence -----------------------------------------------------------------------
 def reference_read(mod: SelfModTitans, x: torch.Tensor) -> torch.Tensor:
-    """Token-by-token self-modifying Titans from HOPE.md §4 and §7, with explicit weight matrices
+    """Token-by-token self-modifying Titans from docs/hope.md and its readings, with explicit weight matrices
     per example and head, inner gradients by autograd at each chunk's boundary state, and the
     decay as the explicit product W (α I − η â âᵀ)."""
     cfg = mod.cfg
@@ -203,7 +203,7 @@ def test_rank1_form_equals_the_explicit_matrix_product(chunks, decay):
 
 
 def test_dgd_step_is_the_closed_form_argmin():
-    """HOPE.md §2.3: argmin_W ½||W x − u||² + ||W − W_t||²/(2η) = W_t(I − η' x xᵀ) + η' u xᵀ with
+    """docs/hope.md: argmin_W ½||W x − u||² + ||W − W_t||²/(2η) = W_t(I − η' x xᵀ) + η' u xᵀ with
     η' = η/(1+η) for ||x|| = 1; one DGD write with step η', α = 1, no momentum and d = −u gives it."""
     torch.manual_seed(2)
     O, I, eta = 4, 6, 0.8

@@ -4,7 +4,7 @@ Behrouz, Razaviyayn, Zhong & Mirrokni, "Nested Learning: The Illusion of Deep Le
 Architectures", NeurIPS 2025 (openreview nbMeRvNb7A) and arXiv 2512.24695 (§8, Eqs. 70-97);
 the memory builds on Titans (Behrouz, Zhong & Mirrokni, arXiv 2501.00663). The paper evaluates
 continual learning only in context; this learner is clbench's extrapolation to labelled task
-streams trained by SGD, written from ../shared/HOPE.md §8 with the readings of its §7. The
+streams trained by SGD, written from docs/hope.md, with the readings it lists. The
 networks are in `hope_modules.py`.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from clbench.errors import UsageError
@@ -30,7 +30,9 @@ F = lazy_import("torch.nn.functional")
 PREDICT_SLICE = 256            # examples per forward pass in `predict` (each holds its own fast weights)
 CHOICES = {"mixer": ("selfmod", "attention"), "inner_optimizer": ("dgd", "gd"),
            "inner_objective": ("l2", "dot"), "hidden_decay": ("dgd", "alpha"),
-           "input_kind": ("auto", "image", "vector", "tokens")}
+           "input_kind": ("auto", "image", "vector", "tokens"), "cms_reduce": ("mean", "sum"),
+           "memory_width": ("head", "full"),
+           "period_unit": ("steps", "examples")}
 
 
 @dataclass
@@ -42,25 +44,25 @@ class Hope:
     them with the self-modifying memory, which learns inside every example by delta gradient
     descent (DGD) with momentum and retention from meta-learned initial states, then applies the
     CMS chain of `cms_levels` MLPs; a linear head reads the mean token. Streaming training
-    (HOPE.md §8.2-8.3): one step is one minibatch; level ℓ accumulates its mean gradient over
+    (docs/hope.md): one step is one minibatch; level ℓ accumulates its mean gradient over
     `levels[ℓ]` steps and then steps its own AdamW with `level_lrs[ℓ]`. CMS block ℓ is level ℓ,
     the head is `head_level`, and everything else (encoder, memory initial states, W_q,
     convolutions, gates, read-outs and norms other than each CMS block's own) is `backbone_level`.
     No task-boundary signal is used (a level's period runs across tasks) unless
     `flush_at_task_end`. Prediction runs the in-example memory on a scratch state and changes
-    nothing (§8.4). Hope has no replay buffer, no Fisher penalty and no task ids; training masks
+    nothing (docs/hope.md). Hope has no replay buffer, no Fisher penalty and no task ids; training masks
     logits exactly as the baselines do (`clbench.units.OutputUnits`).
 
-    Default width d = 64, not HOPE.md's 256: on the 2-core CPU this was built on, d = 256
+    Default width d = 64, not docs/hope.md's 256: on the 2-core CPU this was built on, d = 256
     (≈5.4M parameters) costs ≈1.2 s of CPU per training step, ≈10 minutes per split-digits run;
     d = 64 (≈0.34M parameters) costs ≈0.16 s, ≈80 s per run. `--set d=256` gives the spec's
-    size; every other default is HOPE.md's.
+    size; every other default is docs/hope.md's.
     """
 
-    # architecture (HOPE.md §8.1)
-    d: int = 64                      # token width (HOPE.md default 256; see above)
+    # architecture (docs/hope.md)
+    d: int = 64                      # token width (docs/hope.md default 256; see above)
     n_blocks: int = 2                # HopeBlocks
-    heads: int = 4                   # memory / attention heads; each head's memories act on its d/heads slice
+    heads: int = 4                   # memory / attention heads; each head's memories act on its d/heads slice (memory_width)
     n_tokens: int = 16               # tokens for image (a √n×√n patch grid) and vector inputs
     input_kind: str = "auto"         # "auto" (image if 3-d input, else vector), "image", "vector", "tokens"
     vocab_size: int = 256            # token inputs: vocabulary size
@@ -70,8 +72,9 @@ class Hope:
     selfmod: bool = True             # False: no token mixer at all, CMS only
     cms_levels: int = 4              # CMS blocks per HopeBlock; block ℓ belongs to level ℓ
     cms_expansion: int = 4           # hidden width of a CMS MLP, in multiples of d
-    # self-modifying memory (HOPE.md §4, §7)
-    memory_expansion: int = 2        # hidden width of every memory, in multiples of d/heads
+    # self-modifying memory (docs/hope.md)
+    memory_expansion: int = 2        # hidden width of every memory, in multiples of its input width
+    memory_width: str = field(default="head", metadata={"since": "0.2"})      # M_k, M_v, M_η, M_α map each head's d/heads slice ("head") or all of d ("full")
     chunk_mem: int = 4               # tokens per chunk of the main memory M_mem
     chunk_other: int = 8             # tokens per chunk of M_k, M_v, M_η, M_α
     conv_window: int = 4             # causal depthwise convolution on q, k and v
@@ -87,9 +90,13 @@ class Hope:
     adaptive_q: bool = False         # q from a memory M_q too (extension; the paper keeps q static)
     first_order: bool = False        # inner writes see detached states (no back-prop through the unroll)
     memorize: bool = True            # False: memories stay at their initial states (diagnostic)
-    # streaming levels (HOPE.md §8.2)
-    levels: tuple[int, ...] = (1, 4, 16, 64)                      # update period of each level, in steps
+    # streaming levels (docs/hope.md)
+    levels: tuple[int, ...] = (1, 4, 16, 64)                      # update period of each level (period_unit)
+    period_unit: str = field(default="steps", metadata={"since": "0.2"})      # unit of `levels`: minibatch "steps", or training "examples" (a whole
+                                     # number of batches); a period may outlast a task (it runs across tasks)
     level_lrs: tuple[float, ...] = (1e-3, 1e-3, 5e-4, 3e-4)       # AdamW learning rate of each level
+    cms_reduce: str = field(default="mean", metadata={"since": "0.2"})        # a level's accumulated gradients: "mean", or "sum" (Eq. 71, applied as
+                                     # the mean at period × the level rate: Adam divides a gradient's scale out)
     head_level: int = 1              # level of the classifier head
     backbone_level: int = 4          # level of everything outside the CMS blocks and the head
     weight_decay: float = 0.0        # AdamW decoupled weight decay of every level (0, as the baselines' Adam)
@@ -110,8 +117,11 @@ class Hope:
                 raise UsageError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.d % self.heads:
             raise UsageError(f"d={self.d} must be divisible by heads={self.heads}")
-        if not self.levels or any(p < 1 for p in self.levels):
-            raise UsageError(f"levels must be positive update periods in steps, got {self.levels}")
+        if not self.levels or any(not isinstance(p, int) or p < 1 for p in self.levels):
+            raise UsageError(f"levels must be positive whole update periods ({self.period_unit}), got {self.levels}")
+        if self.period_unit == "examples" and any(p % self.batch_size for p in self.levels):
+            raise UsageError(f"levels in examples must be whole multiples of batch_size={self.batch_size}, "
+                             f"got {self.levels}")
         if len(self.level_lrs) != len(self.levels) or any(lr < 0 for lr in self.level_lrs):
             raise UsageError(f"level_lrs needs one non-negative rate per level: {len(self.levels)} levels, "
                              f"got {self.level_lrs}")
@@ -134,6 +144,13 @@ class Hope:
             return HopeClassifier(self, spec.input_shape, spec.n_outputs)
         except ValueError as err:
             raise UsageError(str(err)) from None
+
+    @property
+    def periods(self) -> tuple[int, ...]:
+        """Each level's update period in minibatch steps."""
+        if self.period_unit == "examples":
+            return tuple(p // self.batch_size for p in self.levels)
+        return self.levels
 
     def level_of(self, name: str) -> int:
         """The level (0-based index into `levels`) of a parameter, by its name in the model."""
@@ -182,7 +199,7 @@ class Hope:
     stream_mask = SGDLearner.stream_mask
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """One stream step (HOPE.md §8.3): gradient of the masked loss, accumulated per level;
+        """One stream step (docs/hope.md): gradient of the masked loss, accumulated per level;
         each level whose period is complete steps its optimiser with the mean gradient. Inputs
         may be on any device (no copy when they are already on the learner's)."""
         x, y = x.to(self.device_), y.to(self.device_)
@@ -195,7 +212,7 @@ class Hope:
             p.grad = None
         loss.backward()
         self.step_ += 1
-        for level, period in enumerate(self.levels):
+        for level, period in enumerate(self.periods):
             for p, acc in zip(self.level_params_[level], self.accum_[level]):
                 if p.grad is not None:
                     acc.add_(p.grad)
@@ -205,19 +222,26 @@ class Hope:
         return loss.detach()
 
     def _apply(self, level: int) -> None:
-        """Step a level's AdamW with its accumulated gradient divided by the steps accumulated."""
+        """Step a level's AdamW with its accumulated gradients. "mean": their mean at the level's
+        rate. "sum" (Eq. 71, a sum of errors under one level rate): the sum, at the level's rate
+        times the number of steps summed. Adam divides out a gradient's scale, so handing it the
+        sum alone would move the level no further than the mean; the rate carries the factor."""
         count, self.pending_[level] = self.pending_[level], 0
-        if count == 0 or self.optimizers_[level] is None:
+        optimizer = self.optimizers_[level]
+        if count == 0 or optimizer is None:
             return
+        scale = count if self.cms_reduce == "sum" else 1
+        for group in optimizer.param_groups:
+            group["lr"] = self.level_lrs[level] * scale
         for p, acc in zip(self.level_params_[level], self.accum_[level]):
-            p.grad = acc / count
-        self.optimizers_[level].step()
+            p.grad = acc if self.cms_reduce == "sum" else acc / count
+        optimizer.step()
         for p, acc in zip(self.level_params_[level], self.accum_[level]):
             p.grad = None
             acc.zero_()
 
     def _warn_long_periods(self, stream_steps: int) -> None:
-        idle = [f"level {i + 1} (period {p})" for i, p in enumerate(self.levels)
+        idle = [f"level {i + 1} (period {p} steps)" for i, p in enumerate(self.periods)
                 if self.level_params_[i] and p > stream_steps]
         if idle:
             warnings.warn(f"Hope: {', '.join(idle)} will never update: the stream has about {stream_steps} steps",
