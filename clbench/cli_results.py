@@ -11,31 +11,45 @@ import typer
 from clbench.cli import app, fail
 from clbench.errors import UsageError
 
+# the options `report` and `compare` share
+METRICS_OPTION = typer.Option(None, "--metrics", "-m", help="comma-separated metric names (clbench list metrics); "
+                              "default: acc,bwt,fwt,forgetting,learning_acc")
+FORMAT_OPTION = typer.Option("markdown", "--format", "-f", help="tables printed to stdout: markdown, latex or csv")
+SPREAD_OPTION = typer.Option("sem", "--spread", help="the ± in tables: sem, std or ci95")
+QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="no progress line on the terminal")
+
+
+def _start(metric_names: Optional[str], fmt: str, out: Optional[Path], quiet: bool):
+    """The metric names of --metrics, once --format and --out are checked, and the progress line."""
+    from clbench.progress import Status
+    from clbench.render import FORMATS
+    from clbench.results import check_output_folder
+    from clbench.tables import check_choice, parse_metrics
+
+    names = parse_metrics(metric_names)
+    check_choice("format", fmt, FORMATS)
+    if out is not None:
+        check_output_folder(out, "--out")
+    return names, Status(quiet)
+
 
 @app.command()
 def report(
     folder: Path = typer.Argument(..., help="a folder of runs, searched recursively (e.g. results/hope)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="where to write the report (default: FOLDER)"),
-    metric_names: Optional[str] = typer.Option(None, "--metrics", "-m", help="comma-separated metric names "
-                                               "(clbench list metrics); default: acc,bwt,fwt,forgetting,learning_acc"),
-    fmt: str = typer.Option("markdown", "--format", "-f", help="tables printed to stdout: markdown, latex or csv"),
-    spread: str = typer.Option("sem", "--spread", help="the ± in tables: sem, std or ci95"),
+    metric_names: Optional[str] = METRICS_OPTION,
+    fmt: str = FORMAT_OPTION,
+    spread: str = SPREAD_OPTION,
     figures: bool = typer.Option(True, "--figures/--no-figures", help="draw the figures (PDF and PNG)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress line on the terminal"),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Tables, figures and a self-contained HTML report of the runs in FOLDER."""
-    from clbench.progress import Status
-    from clbench.render import FORMATS, render_tables
+    from clbench.render import render_tables
     from clbench.report import write_report
-    from clbench.results import check_output_folder
-    from clbench.tables import check_choice, load_folder, parse_metrics
+    from clbench.tables import load_folder
 
     try:
-        names = parse_metrics(metric_names)
-        check_choice("format", fmt, FORMATS)
-        if out is not None:
-            check_output_folder(out, "--out")
-        status = Status(quiet)
+        names, status = _start(metric_names, fmt, out, quiet)
         status.show(f"reading the runs under {folder}")
         runs = load_folder(folder)
         written = write_report(runs, out or folder, names, spread=spread, figures=figures, sources=[str(folder)],
@@ -55,29 +69,22 @@ def compare(
     folder: Path = typer.Argument(..., help="a folder with the runs of your method"),
     against: List[Path] = typer.Option(..., "--against", "-a", help="a folder of recorded runs, e.g. baselines/hope "
                                        "or results (repeatable)"),
-    metric_names: Optional[str] = typer.Option(None, "--metrics", "-m", help="comma-separated metric names "
-                                               "(clbench list metrics); default: acc,bwt,fwt,forgetting,learning_acc"),
-    fmt: str = typer.Option("markdown", "--format", "-f", help="tables printed to stdout: markdown, latex or csv"),
-    spread: str = typer.Option("sem", "--spread", help="the ± in tables: sem, std or ci95"),
+    metric_names: Optional[str] = METRICS_OPTION,
+    fmt: str = FORMAT_OPTION,
+    spread: str = SPREAD_OPTION,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write compare.md, compare.html, tables "
                                        "and figures here"),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="with --out: draw the figures"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress line on the terminal"),
+    quiet: bool = QUIET_OPTION,
 ) -> None:
     """Your method's runs next to recorded runs on the same scenarios, Welch's t-test per metric."""
-    from clbench.progress import Status
-    from clbench.render import FORMATS, render_tables
-    from clbench.report import write_report
     from clbench.aggregate import failed_runs
-    from clbench.results import check_output_folder
-    from clbench.tables import check_choice, compare_runs, load_folder, parse_metrics
+    from clbench.render import render_tables
+    from clbench.report import write_report
+    from clbench.tables import compare_runs, load_folder
 
     try:
-        names = parse_metrics(metric_names)
-        check_choice("format", fmt, FORMATS)
-        if out is not None:
-            check_output_folder(out, "--out")
-        status = Status(quiet)
+        names, status = _start(metric_names, fmt, out, quiet)
         status.show(f"reading the runs under {folder} and {', '.join(map(str, against))}")
         method_runs = load_folder(folder)
         recorded = [run for where in against for run in load_folder(where)]
