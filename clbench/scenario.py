@@ -332,6 +332,8 @@ def build_scenario(config: dict[str, Any]) -> Scenario:
     if builder_name in DATALESS_BUILDERS:
         config.pop("measure", None)  # declared by the builder itself
         name = config.pop("name", builder_name)
+        if "stream" in config:  # a stream's anytime rows are accuracies
+            raise UsageError(f"scenario {name!r}: a {builder_name} scenario runs task by task; it takes no stream table")
         try:
             scenario = BUILDERS[builder_name](name=name, **config)
         except TypeError as err:

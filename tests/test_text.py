@@ -15,6 +15,7 @@ import torch
 
 from clbench import metrics, text_data, text_fetch
 from clbench.data import DataError, MissingDataError
+from clbench.errors import UsageError
 from clbench.configs import resolve
 from clbench.models import build_backbone
 from clbench.scenario_names import scenario_config
@@ -324,3 +325,10 @@ def test_the_battery_checks_a_sequence_learner_and_catches_a_peek_at_the_future(
 def test_an_image_backbone_on_a_text_stream_is_refused_when_the_run_is_planned() -> None:
     with pytest.raises(Exception, match="needs a sequence model, not backbone 'mlp'.*backbone=transformer"):
         resolve(scenario_config("text-embedded"), "ewc", {}, 0)
+
+
+def test_a_text_scenario_takes_no_stream_table(two_domains: list[str]) -> None:
+    config = {"builder": "text", "name": "two", "domains": two_domains, "train_bytes": 1024, "eval_bytes": 256,
+              "context": 32, "protocol": "domain_il", "stream": {"kind": "online"}}
+    with pytest.raises(UsageError, match="runs task by task; it takes no stream table"):
+        build_scenario(config)
