@@ -332,3 +332,22 @@ def test_a_text_scenario_takes_no_stream_table(two_domains: list[str]) -> None:
               "context": 32, "protocol": "domain_il", "stream": {"kind": "online"}}
     with pytest.raises(UsageError, match="runs task by task; it takes no stream table"):
         build_scenario(config)
+
+
+@pytest.mark.parametrize("learner", ["transformer", "ewc", "replay"])
+def test_a_text_run_resumed_from_its_checkpoint_gives_the_same_bpc(learner: str, two_domains: list[str],
+                                                                   tmp_path: Path) -> None:
+    from clbench.checkpoint import Checkpoint
+    from clbench.configs import instantiate
+
+    config = resolve({"builder": "text", "name": "two", "domains": two_domains + two_domains[:1], "train_bytes": 1024,
+                      "eval_bytes": 256, "context": 32, "protocol": "domain_il"}, learner,
+                     {**SMALL_MODEL, **({"lam": 10.0, "fisher_samples": 16} if learner == "ewc" else {})}, 0)
+    scenario = build_scenario(config["scenario"])
+    checkpoint = Checkpoint(tmp_path / "ckpt")
+    whole = run(scenario, instantiate(config), 0, checkpoint=checkpoint).rows
+    assert checkpoint.latest() == 2  # the state after task 2 of 3
+    resumed = run(scenario, instantiate(config), 0, checkpoint=checkpoint).rows
+    assert [(r["after_task"], r["eval_task"], r["bpc"]) for r in resumed] == \
+        [(r["after_task"], r["eval_task"], r["bpc"]) for r in whole]
+    assert all("peak_memory_mb" in r for r in whole)
