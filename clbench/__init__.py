@@ -17,6 +17,7 @@ _EXPORTS = {
     "split": "clbench.scenario",
     "permuted": "clbench.scenario",
     "rotated": "clbench.scenario",
+    "text": "clbench.scenario",
     "build_scenario": "clbench.scenario",
     "Learner": "clbench.learner",
     "SGDLearner": "clbench.learner",

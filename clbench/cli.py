@@ -99,9 +99,14 @@ def run(
 
     def progress(after_task: int, rows: list[dict]) -> None:
         if not quiet and after_task > 0:
-            seen = [r["accuracy"] for r in rows[:after_task]]
+            from clbench.metrics import get_measure
+            from clbench.results import value_column
+
+            measure = get_measure(value_column(rows))
+            seen = [r[measure.column] for r in rows[:after_task]]
             typer.echo(f"  task {after_task}/{len(rows)} trained in {rows[0]['train_seconds']:.2f} s; "
-                       f"mean accuracy on tasks seen {100 * sum(seen) / len(seen):.1f}%", err=True)
+                       f"mean {measure.label} on tasks seen {measure.scale * sum(seen) / len(seen):.{measure.decimals}f} "
+                       f"{measure.unit}", err=True)
 
     try:
         check_seed(seed, "--seed")
@@ -139,6 +144,8 @@ def run(
 def check(
     learner: str = typer.Argument(..., help="short name, package.module:Class or path/to/file.py:Class"),
     overrides: List[str] = typer.Option([], "--set", help="learner field, key=value (repeatable)"),
+    sequence: Optional[bool] = typer.Option(None, "--text/--images", help="check as a language model on a text "
+                                            "stream, or on images (default: text for a transformer backbone)"),
 ) -> None:
     """Run the conformance battery on a learner and print a verdict per check."""
     from clbench.fields import make_learner, parse_assignments
@@ -149,7 +156,7 @@ def check(
         instance = make_learner(load_learner(learner), parse_assignments(overrides), learner)
     except UsageError as err:
         fail(str(err))
-    results = check_learner(instance, raise_on_failure=False,
+    results = check_learner(instance, raise_on_failure=False, sequence=sequence,
                             on_result=lambda r: typer.echo(f"{r.verdict}  {r.name:<38} {r.detail}"))
     failed = [r for r in results if not r.passed]
     warned = [r for r in results if r.warning]
@@ -159,94 +166,6 @@ def check(
         typer.echo(f"{learner}: {len(failed)} of {len(results)} checks failed{note}")
         raise typer.Exit(1)
     typer.echo(f"{learner}: all {len(results)} checks passed{note}")
-
-
-@app.command()
-def report(
-    folder: Path = typer.Argument(..., help="a folder of runs, searched recursively (e.g. results/hope)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="where to write the report (default: FOLDER)"),
-    metric_names: Optional[str] = typer.Option(None, "--metrics", "-m", help="comma-separated metric names "
-                                               "(clbench list metrics); default: acc,bwt,fwt,forgetting,learning_acc"),
-    fmt: str = typer.Option("markdown", "--format", "-f", help="tables printed to stdout: markdown, latex or csv"),
-    spread: str = typer.Option("sem", "--spread", help="the ± in tables: sem, std or ci95"),
-    figures: bool = typer.Option(True, "--figures/--no-figures", help="draw the figures (PDF and PNG)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress line on the terminal"),
-) -> None:
-    """Tables, figures and a self-contained HTML report of the runs in FOLDER."""
-    from clbench.progress import Status
-    from clbench.render import FORMATS, render_tables
-    from clbench.report import write_report
-    from clbench.results import check_output_folder
-    from clbench.tables import check_choice, load_folder, parse_metrics
-
-    try:
-        names = parse_metrics(metric_names)
-        check_choice("format", fmt, FORMATS)
-        if out is not None:
-            check_output_folder(out, "--out")
-        status = Status(quiet)
-        status.show(f"reading the runs under {folder}")
-        runs = load_folder(folder)
-        written = write_report(runs, out or folder, names, spread=spread, figures=figures, sources=[str(folder)],
-                               progress=lambda text: status.show(f"writing {text}"))
-        status.clear()
-    except UsageError as err:
-        fail(str(err))
-    typer.echo(render_tables(written.tables, fmt), nl=False)
-    for run in written.failed:
-        typer.echo(f"warning: skipped {run.path}: {run.problem}", err=True)
-    typer.echo(f"wrote report.md, report.html, {len(written.tables)} tables (md, tex, csv) and "
-               f"{len(written.figures)} figures (pdf, png) to {written.folder}", err=True)
-
-
-@app.command()
-def compare(
-    folder: Path = typer.Argument(..., help="a folder with the runs of your method"),
-    against: List[Path] = typer.Option(..., "--against", "-a", help="a folder of recorded runs, e.g. baselines/hope "
-                                       "or results (repeatable)"),
-    metric_names: Optional[str] = typer.Option(None, "--metrics", "-m", help="comma-separated metric names "
-                                               "(clbench list metrics); default: acc,bwt,fwt,forgetting,learning_acc"),
-    fmt: str = typer.Option("markdown", "--format", "-f", help="tables printed to stdout: markdown, latex or csv"),
-    spread: str = typer.Option("sem", "--spread", help="the ± in tables: sem, std or ci95"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write compare.md, compare.html, tables "
-                                       "and figures here"),
-    figures: bool = typer.Option(True, "--figures/--no-figures", help="with --out: draw the figures"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress line on the terminal"),
-) -> None:
-    """Your method's runs next to recorded runs on the same scenarios, Welch's t-test per metric."""
-    from clbench.progress import Status
-    from clbench.render import FORMATS, render_tables
-    from clbench.report import write_report
-    from clbench.aggregate import failed_runs
-    from clbench.results import check_output_folder
-    from clbench.tables import check_choice, compare_runs, load_folder, parse_metrics
-
-    try:
-        names = parse_metrics(metric_names)
-        check_choice("format", fmt, FORMATS)
-        if out is not None:
-            check_output_folder(out, "--out")
-        status = Status(quiet)
-        status.show(f"reading the runs under {folder} and {', '.join(map(str, against))}")
-        method_runs = load_folder(folder)
-        recorded = [run for where in against for run in load_folder(where)]
-        status.show("comparing")
-        result = compare_runs(method_runs, recorded, names, spread, method_where=str(folder),
-                              against_where=", ".join(map(str, against)))
-        if out is not None:
-            write_report(method_runs + recorded, out, names, spread=spread, figures=figures, comparison=result,
-                         sources=[str(folder), *map(str, against)], name="compare",
-                         progress=lambda text: status.show(f"writing {text}"))
-        status.clear()
-    except UsageError as err:
-        fail(str(err))
-    for run in failed_runs(method_runs + recorded):
-        typer.echo(f"warning: skipped {run.path}: {run.problem}", err=True)
-    for note in result.notes:
-        typer.echo(f"note: {note}", err=True)
-    typer.echo(render_tables(result.tables, fmt), nl=False)
-    if out is not None:
-        typer.echo(f"wrote compare.md, compare.html, tables and figures to {out}", err=True)
 
 
 @app.command()
@@ -341,54 +260,15 @@ def suite(
 
 
 @app.command()
-def published(
-    folder: Path = typer.Argument(..., help="a folder of recorded runs, e.g. results/vandeven-split-fmnist"),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="published numbers (default: the shipped "
-                                       "baselines/published.csv)"),
-    k: float = typer.Option(3.0, "--k", help="a difference within k combined standard errors counts as a match"),
-) -> None:
-    """Recorded runs next to the published numbers of the same learner, scenario and protocol."""
-    from clbench.published import format_matches, match_results
-    from clbench.shipped import published_csv
-
-    if not folder.is_dir():
-        fail(f"{folder} is not a folder of runs")
-    try:
-        comparisons = match_results(folder, csv)
-    except UsageError as err:
-        fail(str(err))
-    if not comparisons:
-        fail(f"no run under {folder} matches a published number (same learner, scenario and protocol; "
-             f"the published rows are in {csv or published_csv()})")
-    typer.echo(format_matches(comparisons, k))
-
-
-@app.command()
-def baselines(name: Optional[str] = typer.Argument(None, help="a shipped set of recorded runs, e.g. hope")) -> None:
-    """The baselines shipped with clbench: without NAME, each set of recorded runs and where it is;
-    with NAME, its folder (for compare --against)."""
-    from clbench import shipped
-
-    try:
-        if name is not None:
-            typer.echo(shipped.recorded_runs(name))
-            return
-        for label, folder in shipped.recorded().items():
-            typer.echo(f"{label:<12} {sum(1 for _ in folder.glob('*/run.json')):>4} runs  {folder}")
-        typer.echo(f"{'published':<12} {'':>9} {shipped.published_csv()}")
-    except UsageError as err:
-        fail(str(err))
-
-
-@app.command()
 def fetch(
-    name: str = typer.Argument(..., help="mnist, fashion-mnist, cifar10, cifar100 or mnist10k"),
+    name: str = typer.Argument(..., help="mnist, fashion-mnist, cifar10, cifar100 or mnist10k, or a text domain: "
+                               "shakespeare, kjv, austen, sotu, python-docs, spdx"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no download progress"),
 ) -> None:
     """Download a dataset's published files into the data directory and verify their checksums.
     Files already there and intact are kept; a CIFAR archive copied there is unpacked offline."""
-    from clbench import data
+    from clbench import data, text_data, text_fetch
 
     use_data_dir(data_dir)
     shown: dict[str, int] = {}
@@ -403,10 +283,16 @@ def fetch(
 
     try:
         where = data.fetch(name, progress=progress)
-        data.load(name)  # read it back as clbench will, checksums included
+        if name in text_fetch.TEXT_RECIPES:  # read it back as clbench will, checksums included
+            text_data.load_domain(name)
+        else:
+            data.load(name)
     except UsageError as err:
         fail(str(err))
     typer.echo(f"{name}: verified, in {where}")
+
+
+from clbench import cli_results  # noqa: E402,F401 (registers report, compare, published and baselines)
 
 
 def main() -> None:
@@ -479,5 +365,7 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m clbench.cli: the imported module's app, on which cli_results registers
+    from clbench.cli import main as imported_main
+
+    imported_main()

@@ -14,7 +14,7 @@ import clbench
 from clbench.errors import UsageError
 from clbench.fields import field_values, make_learner
 from clbench.learner import check_protocol
-from clbench.registry import learner_label, load_object, resolve_reference, source_sha256
+from clbench.registry import SEQUENCE_BACKBONES, learner_label, load_object, resolve_reference, source_sha256
 
 
 def resolve(scenario: dict[str, Any], learner: str, overrides: dict[str, Any], seed: int,
@@ -32,9 +32,15 @@ def resolve(scenario: dict[str, Any], learner: str, overrides: dict[str, Any], s
     name = name or learner_label(learner, cls)
     if "protocol" in scenario:
         check_protocol(cls, scenario["protocol"], name)
+    scenario = with_data_checksum(scenario)
+    backbone = getattr(instance, "backbone", None)
+    if scenario.get("measure") == "bpc" and isinstance(backbone, str) and backbone not in SEQUENCE_BACKBONES:
+        raise UsageError(f"{where}: scenario {scenario.get('name')!r} is a text stream, which needs a sequence model, "
+                         f"not backbone {backbone!r}: --learner transformer, or --set backbone=transformer "
+                         f"--set widths=192,4,4 (width, depth, heads)")
     return {
         "clbench_version": clbench.__version__,
-        "scenario": with_data_checksum(scenario),
+        "scenario": scenario,
         "learner": {"name": name, "class": canonical, "fields": field_values(instance),
                     "source_sha256": source_sha256(canonical), **code_version(cls)},
         "seed": int(seed),
@@ -50,10 +56,19 @@ def code_version(cls: type) -> dict[str, int]:
 
 
 def with_data_checksum(scenario: dict[str, Any]) -> dict[str, Any]:
-    """The scenario config, plus the sha256 of a user's `npz:` file: the run id then changes when
-    the file's content does, and a run never reuses results computed on other data. (The standard
-    releases are checked against their published checksums when loaded.)"""
+    """The scenario config, plus the sha256 of a user's `npz:` file, or of each text domain's text
+    (which varies with the Python and scikit-learn versions for the embedded domains): the run id
+    then changes when the data does, and a run never reuses results computed on other data. (The
+    standard releases are checked against their published checksums when loaded.) A text stream
+    also declares its measure, bits per character."""
     scenario = dict(scenario)
+    if scenario.get("builder") == "text":
+        from clbench.text_data import stream_checksums
+
+        domains = scenario.get("domains", [])
+        scenario["measure"] = "bpc"
+        scenario["text_sha256"] = stream_checksums([domains] if isinstance(domains, str) else domains)
+        return scenario
     dataset = scenario.get("dataset")
     if isinstance(dataset, str) and dataset.startswith("npz:"):
         from clbench.data import check_npz

@@ -1,7 +1,8 @@
 """Fetching datasets: explicit, never implicit. `fetch(name)` downloads a dataset's published files
 into the data directory and checks them against their checksums. What can be fetched is the table
 `RECIPES` (name -> recipe): one entry per standard release (`clbench.data_releases.RELEASES`) and
-mnist10k; another data module adds its datasets with `@recipe("name")`.
+mnist10k; another data module adds its datasets with `@recipe("name")` (the text domains:
+`clbench.text_fetch`, imported at the end of this module so that the table is whole).
 """
 from __future__ import annotations
 
@@ -129,3 +130,4 @@ def _unpack(archive: Path, root: Path, release: Release) -> None:
         _check(release, f, folder / f)
 
 
+import clbench.text_fetch  # noqa: E402,F401 (registers the text domains' recipes)

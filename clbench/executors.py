@@ -151,7 +151,20 @@ class InProcess:
 
 # -- local worker processes ----------------------------------------------------------------------
 
-def _worker_main(conn, threads: int, parent_pid: int) -> None:
+def pick_gpu(slot: int) -> int | None:
+    """On a machine with N > 1 GPUs, make GPU `slot` mod N the current device of this process (what
+    `device="auto"` and `"cuda"` then use), so `--jobs N` gives each worker its own GPU; returns it.
+    Called in a worker before its first run; with 0 or 1 GPU it does nothing."""
+    import torch
+
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        return None
+    index = slot % torch.cuda.device_count()
+    torch.cuda.set_device(index)
+    return index
+
+
+def _worker_main(conn, threads: int, parent_pid: int, slot: int = 0) -> None:
     """A worker process: import torch once, then run what the suite sends until told to stop.
     It exits by itself when the suite process dies (even mid-run), so a killed suite leaves no
     workers behind."""
@@ -178,6 +191,7 @@ def _worker_main(conn, threads: int, parent_pid: int) -> None:
     threading.Thread(target=watch_parent, name="clbench-watch-parent", daemon=True).start()
     use_threads(threads)
     warm_up()  # imported once, used by every run (already there when forked from the fork server)
+    pick_gpu(slot)
 
     while True:
         try:
@@ -199,6 +213,7 @@ class _Worker:
     process: Any
     conn: Any
     job: Job | None = None
+    slot: int = 0  # 0..jobs-1, kept by a replacement: which GPU the worker uses (pick_gpu)
 
 
 class LocalPool:
@@ -239,11 +254,13 @@ class LocalPool:
 
     def _start_worker(self) -> _Worker:
         parent_end, child_end = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child_end, self.threads, os.getpid()),
+        used = {w.slot for w in self._workers}
+        slot = next(i for i in range(len(self._workers) + 1) if i not in used)
+        process = self._context.Process(target=_worker_main, args=(child_end, self.threads, os.getpid(), slot),
                                         name="clbench-worker", daemon=True)
         process.start()
         child_end.close()
-        worker = _Worker(process, parent_end)
+        worker = _Worker(process, parent_end, slot=slot)
         self._workers.append(worker)
         return worker
 

@@ -69,6 +69,12 @@ def build_optimizer(kind: str, params: Iterable[torch.nn.Parameter], lr: float, 
         return cls(params, foreach=True, **settings)
 
 
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of logits (..., units) against labels (...): one label per image (B, units)
+    and (B,), or one per position of a sequence (B, T, units) and (B, T), every position counted once."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
 def check_training_fields(learner) -> None:
     """Check the training fields `SGDLearner` defines, on any learner that has them (the Avalanche
     adapter shares them), and make `widths` a tuple."""
@@ -229,7 +235,7 @@ class SGDLearner(TrainingFields):
         logits = self.model_(x)
         if mask is not None:
             logits = logits + mask
-        return F.cross_entropy(logits, y)
+        return cross_entropy(logits, y)
 
     # -- task-free streams -------------------------------------------------------------------
     def fit_batch(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor | None = None) -> float:

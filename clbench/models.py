@@ -7,9 +7,11 @@
 | `mlp1000` | ReLU MLP, 2 hidden layers of 1000 | Permuted MNIST (van de Ven et al. 2022) |
 | `convnet` | 2 conv blocks (32, 64 channels, 3x3, max-pool) and a hidden layer of 256 | small images |
 | `reduced-resnet18` | ResNet-18 with 20 base channels instead of 64 | GEM (Lopez-Paz & Ranzato 2017), ER (Chaudhry et al. 2019) |
+| `transformer` | decoder-only byte language model: pre-norm, rotary positions, SwiGLU MLP, tied embeddings | text streams |
 | `token-mlp` | Hope's network with its memory removed: tokens, 2 blocks of 4 residual MLP levels, mean, linear | the architecture control of `hope` |
 
-`widths` is read by `mlp` only; the named networks have fixed sizes.
+`widths` is read by `mlp` (hidden layer widths) and by `transformer`, as (width, depth, heads);
+the named networks have fixed sizes.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clbench.errors import UsageError
+from clbench.registry import SEQUENCE_BACKBONES  # noqa: F401 (take token windows, give next-token logits)
 
 
 def mlp(input_shape: Sequence[int], n_outputs: int, widths: Sequence[int] = (100, 100)) -> nn.Module:
@@ -118,6 +121,93 @@ def reduced_resnet18(input_shape: Sequence[int], n_outputs: int, widths: Sequenc
     return ReducedResNet18(c, n_outputs, nf=20)
 
 
+def rotary_tables(context: int, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles, (context, head_dim / 2): position t, pair i turns by t * base^(-2i/d)."""
+    inverse = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(context, dtype=torch.float32), inverse)
+    return angles.cos(), angles.sin()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding (Su et al. 2021, RoFormer) of x (..., T, head_dim): each pair
+    (x_i, x_{i + d/2}) is turned by its position's angle, so q·k depends on relative position only."""
+    half = x.shape[-1] // 2
+    a, b = x[..., :half], x[..., half:]
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: x + attention(norm(x)), then x + SwiGLU(norm(x)) (Shazeer 2020)."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        hidden = 8 * ((8 * width // 3 + 7) // 8)  # 2/3 of 4 * width (SwiGLU's three matrices cost what two of 4w do)
+        self.attention_norm = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width, bias=False)
+        self.attention_out = nn.Linear(width, width, bias=False)
+        self.mlp_norm = nn.LayerNorm(width)
+        self.gate_up = nn.Linear(width, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, width, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        q, k, v = self.qkv(self.attention_norm(x)).view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(rotate(q, cos, sin), rotate(k, cos, sin), v, is_causal=True)
+        x = x + self.attention_out(attended.transpose(1, 2).reshape(batch, length, width))
+        gate, up = self.gate_up(self.mlp_norm(x)).chunk(2, dim=-1)
+        return x + self.down(F.silu(gate) * up)
+
+
+class TransformerLM(nn.Module):
+    """A decoder-only Transformer language model: token embedding, `depth` pre-norm blocks with
+    causal self-attention (rotary positions) and SwiGLU MLPs, a final norm, and an output layer tied
+    to the embedding (Press & Wolf 2017). Input (B, T) token ids; output (B, T, vocabulary) logits,
+    position t predicting token t + 1 from tokens 0..t only. Initialised as GPT-2 (normal, std 0.02;
+    residual outputs scaled by 1/sqrt(2 depth)), so an untrained model is close to uniform: ~8 bits per byte.
+    """
+
+    def __init__(self, vocabulary: int, context: int, width: int, depth: int, heads: int) -> None:
+        super().__init__()
+        if width % heads or (width // heads) % 2:
+            raise UsageError(f"transformer width {width} must split into {heads} heads of an even size")
+        self.embedding = nn.Embedding(vocabulary, width)
+        self.blocks = nn.ModuleList(TransformerBlock(width, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        cos, sin = rotary_tables(context, width // heads)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+        for name, parameter in self.named_parameters():
+            if parameter.dim() == 2:
+                std = 0.02 / math.sqrt(2 * depth) if name.endswith(("attention_out.weight", "down.weight")) else 0.02
+                nn.init.normal_(parameter, std=std)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        length = tokens.shape[1]
+        if length > len(self.cos):
+            cos, sin = (t.to(tokens.device) for t in rotary_tables(length, self.cos.shape[1] * 2))
+        else:
+            cos, sin = self.cos[:length], self.sin[:length]
+        x = self.embedding(tokens)
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        return self.norm(x) @ self.embedding.weight.t()
+
+
+TRANSFORMER_WIDTHS = (192, 4, 4)  # the default small byte model: width 192, 4 blocks, 4 heads (1.8 M parameters)
+
+
+def transformer(input_shape: Sequence[int], n_outputs: int, widths: Sequence[int] = TRANSFORMER_WIDTHS) -> nn.Module:
+    """A byte-level `TransformerLM` for token windows of shape (context,); `widths` = (width, depth, heads)."""
+    if len(input_shape) != 1:
+        raise UsageError(f"backbone 'transformer' needs token sequences (context,), got input shape {tuple(input_shape)}")
+    if len(widths) != 3 or min(widths) < 1:
+        raise UsageError(f"backbone 'transformer' reads widths as (width, depth, heads), e.g. "
+                         f"widths={','.join(map(str, TRANSFORMER_WIDTHS))}; got {tuple(widths)}")
+    width, depth, heads = (int(v) for v in widths)
+    return TransformerLM(n_outputs, int(input_shape[0]), width, depth, heads)
+
+
 def token_mlp(input_shape: Sequence[int], n_outputs: int, widths: Sequence[int] = ()) -> nn.Module:
     """The `hope` learner's network at its default sizes with the self-modifying memory removed
     (`Hope(selfmod=False)`): the same encoder to 16 tokens of width 64, the same two blocks of
@@ -139,6 +229,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "mlp1000": mlp1000,
     "convnet": convnet,
     "reduced-resnet18": reduced_resnet18,
+    "transformer": transformer,
     "token-mlp": token_mlp,
 }
 

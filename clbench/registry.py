@@ -24,6 +24,7 @@ BUILTIN_LEARNERS = {
     "ewc": "clbench.learners.ewc:EWC",
     "replay": "clbench.learners.replay:Replay",
     "hope": "clbench.learners.hope:Hope",
+    "transformer": "clbench.learners.transformer:Transformer",
     "token-mlp": "clbench.learners.token_mlp:TokenMLP",
     "token-mlp-replay": "clbench.learners.token_mlp:TokenMLPReplay",
     "token-mlp-ewc": "clbench.learners.token_mlp:TokenMLPEWC",
@@ -38,6 +39,7 @@ BUILTIN_LEARNERS = {
     "icarl": "clbench.learners.icarl:ICaRL",
 }
 
+SEQUENCE_BACKBONES = ("transformer",)  # backbones (clbench.models) that model token windows: for text streams
 ENTRY_POINT_GROUP = "clbench.learners"
 
 PREFIX_ENTRY_POINT_GROUP = "clbench.learner_prefixes"

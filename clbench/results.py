@@ -24,8 +24,14 @@ import numpy as np
 
 ROW_FIELDS = ("after_task", "eval_task", "accuracy", "n_samples", "train_seconds", "eval_seconds",
               "peak_memory_mb")  # peak memory while training and evaluating that row (MiB; absent in older runs)
+VALUE_COLUMNS = ("accuracy", "bpc")  # a run's rows carry one of these (its scenario's measure)
 RUN_FILE = "run.json"
 ROWS_FILE = "rows.csv"
+
+
+def value_column(rows: list[dict]) -> str:
+    """The value column of a run's rows: `bpc` for text streams, else `accuracy`."""
+    return "bpc" if rows and "bpc" in rows[0] else "accuracy"
 
 
 def run_id(config: dict[str, Any]) -> str:
@@ -219,7 +225,9 @@ def write_run(root: Path, config: dict[str, Any], rows: list[dict], status: str 
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{rid}-{os.getpid()}-", dir=root))
     try:
         with open(tmp / ROWS_FILE, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=ROW_FIELDS, extrasaction="ignore")
+            column = value_column(rows)
+            fields = tuple(column if f == "accuracy" else f for f in ROW_FIELDS)
+            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
         for name, text in (files or {}).items():
@@ -294,21 +302,24 @@ def read_run(path: Path) -> tuple[dict[str, Any], list[dict]]:
     rows = []
     with open(path / ROWS_FILE, newline="") as fh:
         for row in csv.DictReader(fh):
+            column = "bpc" if "bpc" in row else "accuracy"
             rows.append({"after_task": int(row["after_task"]), "eval_task": int(row["eval_task"]),
-                         "accuracy": float(row["accuracy"]), "n_samples": int(row["n_samples"]),
+                         column: float(row[column]), "n_samples": int(row["n_samples"]),
                          "train_seconds": float(row["train_seconds"]), "eval_seconds": float(row["eval_seconds"]),
                          **({"peak_memory_mb": float(row["peak_memory_mb"])} if row.get("peak_memory_mb") else {})})
     return record, rows
 
 
 def matrix_from_rows(rows: list[dict]) -> np.ndarray:
-    """The accuracy matrix R of shape (T+1, T): R[i, j-1] = accuracy on task j after task i."""
+    """The matrix R of shape (T+1, T): R[i, j-1] = the value (accuracy, or bpc for text streams) on
+    task j after task i."""
+    column = value_column(rows)
     n_tasks = max(r["eval_task"] for r in rows)
     if max(r["after_task"] for r in rows) != n_tasks:
         raise ValueError(f"rows do not fill the ({n_tasks + 1}, {n_tasks}) accuracy matrix")
     matrix = np.full((n_tasks + 1, n_tasks), np.nan)
     for r in rows:
-        matrix[r["after_task"], r["eval_task"] - 1] = r["accuracy"]
+        matrix[r["after_task"], r["eval_task"] - 1] = r[column]
     if np.isnan(matrix).any():
         raise ValueError(f"rows do not fill the ({n_tasks + 1}, {n_tasks}) accuracy matrix")
     return matrix

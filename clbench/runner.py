@@ -1,12 +1,14 @@
 """`run(scenario, learner, seed)`: train task by task and evaluate every task after every task.
 
-Row 0 of the accuracy matrix is the untrained learner; row i follows training on task i. Every
-task is evaluated at every row, future ones included (forward transfer needs them). Accuracy is
-computed here from the learner's logits, so learners never write accuracy code. In `task_il`
-the logits are restricted to the evaluated task's output units. No I/O.
+Row 0 of the matrix is the untrained learner; row i follows training on task i. Every task is
+evaluated at every row, future ones included (forward transfer needs them). The measure is
+computed here from the learner's logits, so learners never write evaluation code: accuracy, or
+for text streams (scenario measure `bpc`) bits per character. In `task_il` the logits are
+restricted to the evaluated task's output units. No I/O.
 """
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from clbench.learner import Learner
 from clbench.scenario import Scenario, Task
 
 EVAL_BATCH_SIZE = 1024
+EVAL_SEQUENCES = 64  # sequences per predict call when measuring bits per character
 
 
 @dataclass
@@ -68,6 +71,34 @@ def accuracy(learner: Learner, task: Task) -> tuple[float, int]:
     return correct / len(task.y_test), len(task.y_test)
 
 
+@torch.no_grad()
+def bits_per_character(learner: Learner, task: Task) -> tuple[float, int]:
+    """Mean next-byte cross-entropy in bits over every predicted byte of the task's held-out windows,
+    and the number of predicted bytes. `predict(x)` must give logits of shape (B, T, vocabulary)
+    where `logits[:, t]` predicts `y[:, t]`, the byte after `x[:, t]`."""
+    total, count = 0.0, 0
+    for start in range(0, len(task.y_test), EVAL_SEQUENCES):
+        x = task.x_test[start:start + EVAL_SEQUENCES]
+        y = task.y_test[start:start + EVAL_SEQUENCES]
+        logits = learner.predict(x, task_id=task.known_task_id).cpu()
+        if logits.shape[:2] != y.shape or logits.dim() != 3:
+            raise ValueError(f"a text stream needs next-token logits of shape (batch, context, vocabulary) = "
+                             f"({len(y)}, {y.shape[1]}, V), got {tuple(logits.shape)}")
+        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).double(), y.reshape(-1),
+                                                reduction="sum")
+        total += float(nll)
+        count += y.numel()
+    return total / count / math.log(2), count
+
+
+MEASURES = {"accuracy": accuracy, "bpc": bits_per_character}  # a scenario's measure -> how the runner computes it
+
+
+def evaluate(learner: Learner, task: Task, measure: str = "accuracy") -> tuple[float, int]:
+    """(the measure's value, the number of samples or predicted bytes) of `learner` on `task`."""
+    return MEASURES[measure](learner, task)
+
+
 def run(scenario: Scenario, learner: Learner, seed: int,
         progress: Callable[[int, list[dict]], None] | None = None, checkpoint=None) -> RunResult:
     """Run `learner` through `scenario` with everything seeded by `seed`; return the tidy rows.
@@ -83,6 +114,7 @@ def run(scenario: Scenario, learner: Learner, seed: int,
 
     if scenario.config.get("stream"):
         return run_stream(scenario, learner, seed, progress=progress)
+    measure = scenario.config.get("measure", "accuracy")
     seed_everything(seed)
     learner.setup(scenario.spec, seed)
     rows: list[dict] = []
@@ -105,12 +137,12 @@ def run(scenario: Scenario, learner: Learner, seed: int,
             _sync()
             train_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        results = [accuracy(learner, task) for task in scenario]
+        results = [evaluate(learner, task, measure) for task in scenario]
         eval_seconds = time.perf_counter() - start
         memory = peak_memory_mb()
-        new = [{"after_task": after_task, "eval_task": j + 1, "accuracy": acc, "n_samples": n,
+        new = [{"after_task": after_task, "eval_task": j + 1, measure: value, "n_samples": n,
                 "train_seconds": train_seconds, "eval_seconds": eval_seconds, "peak_memory_mb": memory}
-               for j, (acc, n) in enumerate(results)]
+               for j, (value, n) in enumerate(results)]
         rows += new
         if saving and 0 < after_task < len(scenario):
             checkpoint.save(after_task, rows, learner.state_dict())

@@ -250,7 +250,69 @@ def rotated(dataset: ArrayDataset, n_tasks: int, protocol: str = "domain_il",
     return Scenario(name, protocol, n_outputs, tuple(tasks), config)
 
 
-BUILDERS = {"split": split, "permuted": permuted, "rotated": rotated}
+BYTE_VOCABULARY = 256  # text streams model bytes: 256 symbols
+
+
+def text(domains: Sequence[str], train_bytes: int = 65536, eval_bytes: int = 16384, context: int = 128,
+         split_seed: int = 0, eval_fraction: float = 0.1, eval_split: str = "test",
+         text_sha256: dict[str, str] | None = None, protocol: str = "domain_il", name: str = "text") -> Scenario:
+    """A continual language-modelling stream: task t is text domain `domains[t]` (clbench.text_data).
+
+    Each domain is split by document (`split_seed`, `eval_fraction`; see `text_data.split_domain`).
+    A task trains on the first `train_bytes` bytes of its training text, cut into consecutive windows
+    of `context` bytes whose targets are the next bytes, and is evaluated on `eval_bytes` of its
+    held-out text (all of it when shorter), in windows spread evenly over the held-out documents. Tokens are bytes, so all tasks share the 256
+    output units (`domain_il`). `eval_split="val"` splits the training text once more, the same way,
+    and evaluates on that part (for tuning). `text_sha256` (recorded by the run's config) must
+    match each domain's text. The scenario's measure is bits per character (`bpc`).
+    """
+    from clbench import text_data
+
+    if protocol != "domain_il":
+        raise UsageError(f"text streams share the {BYTE_VOCABULARY} byte units across domains: protocol must be "
+                         f"domain_il, got {protocol!r}")
+    domains = [str(d) for d in ([domains] if isinstance(domains, str) else domains)]
+    if not domains:
+        raise UsageError("a text stream needs at least one domain")
+    for key, value in (("train_bytes", train_bytes), ("eval_bytes", eval_bytes), ("context", context)):
+        if not isinstance(value, int) or value < 1:
+            raise UsageError(f"{key} must be a positive integer, got {value!r}")
+    if train_bytes < context or eval_bytes < context:
+        raise UsageError(f"train_bytes and eval_bytes must be at least one context ({context} bytes)")
+    if not 0 < eval_fraction < 1:
+        raise UsageError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
+    check_eval_split(eval_split)
+    tasks, checksums = [], {}
+    for t, domain_name in enumerate(domains):
+        domain = text_data.load_domain(domain_name)
+        checksums[domain_name] = domain.sha256
+        if text_sha256 is not None and text_sha256.get(domain_name) != domain.sha256:
+            raise DataError(f"text domain {domain_name!r} ({domain.where}) changed since this run was planned "
+                            f"(sha256 {domain.sha256}, the run's config says {text_sha256.get(domain_name)}): "
+                            f"plan the run again")
+        train, held = text_data.split_domain(domain, split_seed, eval_fraction)
+        if eval_split == "val":
+            train, held = text_data.split_domain(text_data.TextDomain(domain_name, domain.where, train),
+                                                 split_seed + 1, eval_fraction)
+        train_text, held_text = text_data.join(train), text_data.join(held)
+        if len(train_text) < train_bytes + 1:
+            raise DataError(f"text domain {domain_name!r} ({domain.where}) has {len(train_text)} bytes of training "
+                            f"text, fewer than train_bytes={train_bytes} (+1): lower train_bytes or add documents")
+        if len(held_text) < context + 1:
+            raise DataError(f"text domain {domain_name!r} ({domain.where}) holds out {len(held_text)} bytes, "
+                            f"fewer than one context of {context} (+1): add documents or raise eval_fraction")
+        x_train, y_train = text_data.windows(train_text, train_bytes, context)
+        x_test, y_test = text_data.spread_windows(held_text, eval_bytes, context)
+        tasks.append(Task(t, protocol, tuple(range(BYTE_VOCABULARY)), torch.from_numpy(x_train),
+                          torch.from_numpy(y_train), torch.from_numpy(x_test), torch.from_numpy(y_test)))
+    config = {"builder": "text", "domains": domains, "train_bytes": train_bytes, "eval_bytes": eval_bytes,
+              "context": context, "split_seed": split_seed, "eval_fraction": eval_fraction, "protocol": protocol,
+              "measure": "bpc", "text_sha256": checksums}
+    return Scenario(name, protocol, BYTE_VOCABULARY, tuple(tasks), config)
+
+
+BUILDERS = {"split": split, "permuted": permuted, "rotated": rotated, "text": text}
+DATALESS_BUILDERS = ("text",)  # builders that read their own data (no `dataset`)
 DATASET_OPTIONS = ("test_fraction", "split_seed")  # passed to the dataset source, not the builder
 
 
@@ -267,6 +329,17 @@ def build_scenario(config: dict[str, Any]) -> Scenario:
     builder_name = config.pop("builder", None)
     if builder_name not in BUILDERS:
         raise unknown_name_error("scenario builder", str(builder_name), BUILDERS)
+    if builder_name in DATALESS_BUILDERS:
+        config.pop("measure", None)  # declared by the builder itself
+        name = config.pop("name", builder_name)
+        if "stream" in config:  # a stream's anytime rows are accuracies
+            raise UsageError(f"scenario {name!r}: a {builder_name} scenario runs task by task; it takes no stream table")
+        try:
+            scenario = BUILDERS[builder_name](name=name, **config)
+        except TypeError as err:
+            raise UsageError(f"bad arguments for scenario builder {builder_name!r}: {err}") from None
+        scenario.config.update(name=name, eval_split=config.get("eval_split", "test"))
+        return scenario
     options = {key: config.pop(key) for key in DATASET_OPTIONS if key in config}
     expected_sha256 = config.pop("dataset_sha256", None)
     dataset = load(config.pop("dataset", "digits"), **options)

@@ -30,6 +30,17 @@ NAMED_SCENARIOS: dict[str, dict[str, Any]] = {
                        "protocol": "domain_il"},
     "split-cifar10": {"builder": "split", "dataset": "cifar10", "n_tasks": 5, "protocol": "class_il"},
     "split-cifar100": {"builder": "split", "dataset": "cifar100", "n_tasks": 10, "protocol": "class_il"},
+    # Continual language modelling (clbench.text_data): byte-level text domains in turn, measured in
+    # bits per character. The embedded stream needs no fetch; the others need `clbench fetch <domain>`.
+    "text-embedded": {"builder": "text", "domains": ["stdlib", "pydoc", "tables"], "train_bytes": 32768,
+                      "eval_bytes": 8192, "context": 128, "protocol": "domain_il", "measure": "bpc"},
+    "text-six": {"builder": "text", "domains": ["shakespeare", "kjv", "austen", "sotu", "python-docs", "spdx"],
+                 "train_bytes": 1048576, "eval_bytes": 65536, "context": 256, "protocol": "domain_il",
+                 "measure": "bpc"},
+    "text-sotu": {"builder": "text", "domains": ["sotu/1790-1849", "sotu/1850-1899", "sotu/1900-1949",
+                                                 "sotu/1950-1999", "sotu/2000-2021"],
+                  "train_bytes": 524288, "eval_bytes": 65536, "context": 256, "protocol": "domain_il",
+                  "measure": "bpc"},
 }
 
 # Streams (clbench.streams) over the digits and the MNIST family: online (one pass, batches of 10,

@@ -91,7 +91,8 @@ def _builder_scenarios(reader: Reader, entry: dict[str, Any], table: tuple, wher
     function = builders[builder]
     parameters = list(inspect.signature(function).parameters.values())
     hints = typing.get_type_hints(function)
-    arguments = {p.name: p for p in parameters[1:] if p.name not in ("name", "protocol")}
+    first = 0 if builder in getattr(scenario_module, "DATALESS_BUILDERS", ()) else 1  # skip the dataset argument
+    arguments = {p.name: p for p in parameters[first:] if p.name not in ("name", "protocol", "text_sha256")}
     dataset_options = tuple(getattr(scenario_module, "DATASET_OPTIONS", ()))
     valid = ["builder", "name", "protocol", "dataset", "eval_split", "stream", *dataset_options, *arguments]
     stream = {}

@@ -3,7 +3,10 @@ scikit-learn's `check_estimator`. It checks the contract of `clbench.learner`: f
 hyperparameters, no learned state at construction, logits of the right shape, a `predict` that
 is deterministic and changes nothing, evaluation that cannot influence training, determinism
 for a seed, and above-chance learning under all three protocols (under those the learner's
-`protocols` attribute names, and a one-line refusal of the others).
+`protocols` attribute names, and a one-line refusal of the others). A sequence learner (a language
+model, whose `predict` gives next-token logits (B, T, 256)) is checked on a small text stream
+instead: the same contract, plus no look at future tokens and fewer bits per character on each
+domain after learning it.
 """
 from __future__ import annotations
 
@@ -17,14 +20,16 @@ import torch
 
 from clbench.errors import UsageError
 from clbench.learner import supported_protocols
+from clbench.registry import SEQUENCE_BACKBONES
+from clbench.runner import evaluate, run, seed_everything
+from clbench.scenario import Scenario, build_scenario, text
 from clbench.scenario_names import PROTOCOLS
-from clbench.runner import accuracy, run, seed_everything
-from clbench.scenario import Scenario, build_scenario
 
 CHECK_TASKS = 3
 
 
 LEARNS_MARGIN = 0.1  # a learning check wants accuracy above chance + this on every task right after it
+LEARNS_TEXT_MARGIN = 1.0  # ... and on a text stream, bits per character that fall by more than this
 
 
 @dataclass
@@ -46,6 +51,16 @@ def check_scenario(protocol: str) -> Scenario:
     """The small stream the battery runs on: the first three tasks of split-digits."""
     return build_scenario({"builder": "split", "dataset": "digits", "n_tasks": 5,
                            "protocol": protocol, "name": "check-digits"})[:CHECK_TASKS]
+
+
+def check_text_scenario() -> Scenario:
+    """The small text stream the battery runs sequence learners on: 8 KiB of each embedded domain."""
+    return text(["pydoc", "stdlib", "tables"], train_bytes=8192, eval_bytes=2048, context=32, name="check-text")
+
+
+def is_sequence_learner(learner: Any) -> bool:
+    """Whether the battery checks `learner` as a language model: a sequence backbone, or `sequence = True`."""
+    return bool(getattr(learner, "sequence", False)) or getattr(learner, "backbone", None) in SEQUENCE_BACKBONES
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -116,12 +131,13 @@ def _check_predict(make: Callable[[], Any], scenario: Scenario) -> list[CheckRes
     first = learner.predict(x, task_id=task.known_task_id)
     second = learner.predict(x, task_id=task.known_task_id)
     results = []
-    shape_ok = (isinstance(first, torch.Tensor) and tuple(first.shape) == (len(x), scenario.n_outputs)
+    expected = (len(x), *x.shape[1:2], scenario.n_outputs) if _measure(scenario) == "bpc" else (len(x), scenario.n_outputs)
+    shape_ok = (isinstance(first, torch.Tensor) and tuple(first.shape) == expected
                 and first.is_floating_point() and bool(torch.isfinite(first).all()))
     got = tuple(first.shape) if isinstance(first, torch.Tensor) else type(first).__name__
     results.append(CheckResult("predict_returns_logits", shape_ok,
-                               f"expected finite float logits of shape ({len(x)}, {scenario.n_outputs}), got {got}"
-                               if not shape_ok else f"shape ({len(x)}, {scenario.n_outputs})"))
+                               f"expected finite float logits of shape {expected}, got {got}"
+                               if not shape_ok else f"shape {expected}"))
     same = isinstance(second, torch.Tensor) and torch.equal(first, second)
     results.append(CheckResult("predict_is_deterministic", same, "" if same else "two calls gave different logits"))
     unchanged = _same(before, _snapshot(learner))
@@ -137,7 +153,7 @@ def _check_evaluation_isolated(make: Callable[[], Any], scenario: Scenario) -> C
     learner.setup(scenario.spec, 0)
     for task in scenario:
         learner.fit_task(task.for_training())
-    silent = np.array([accuracy(learner, task)[0] for task in scenario])
+    silent = np.array([evaluate(learner, task, _measure(scenario))[0] for task in scenario])
     ok = np.array_equal(evaluated, silent)
     return CheckResult("evaluation_does_not_change_training", ok,
                        "" if ok else f"final row with evaluation after every task {evaluated.round(4).tolist()} "
@@ -176,10 +192,44 @@ def _check_refuses(make: Callable[[], Any], protocol: str) -> CheckResult:
                                                      f"but ran under {protocol} without an error")
 
 
+def _measure(scenario: Scenario) -> str:
+    return scenario.config.get("measure", "accuracy")
+
+
+def _check_no_future_tokens(make: Callable[[], Any], scenario: Scenario) -> CheckResult:
+    learner = make()
+    seed_everything(0)
+    learner.setup(scenario.spec, 0)
+    learner.fit_task(scenario[0].for_training())
+    x = scenario[0].x_test[:4]
+    t = x.shape[1] // 2
+    changed = x.clone()
+    changed[:, t + 1:] = (changed[:, t + 1:] + 1) % scenario.n_outputs
+    a, b = learner.predict(x), learner.predict(changed)
+    ok = bool(torch.allclose(a[:, :t + 1], b[:, :t + 1], atol=1e-5))
+    return CheckResult("no_future_tokens", ok, "" if ok else
+                       f"changing tokens after position {t} changed the logits at positions up to {t}")
+
+
+def _check_learns_text(make: Callable[[], Any], scenario: Scenario) -> CheckResult:
+    matrix = run(scenario, make(), seed=0).matrix
+    drop = matrix[0] - np.diag(matrix[1:])
+    ok = bool(np.all(drop > LEARNS_TEXT_MARGIN))
+    detail = (f"bits per character on each domain before training {np.round(matrix[0], 3).tolist()} and right after "
+              f"learning it {np.round(np.diag(matrix[1:]), 3).tolist()}; threshold: a fall of more than "
+              f"{LEARNS_TEXT_MARGIN} bit")
+    if not ok:
+        low = [i + 1 for i in np.flatnonzero(drop <= LEARNS_TEXT_MARGIN)]
+        detail += f"; below it on domain {', '.join(map(str, low))}: low learning, not an interface fault"
+    return CheckResult("learns_each_domain", True, detail, warning=not ok)
+
+
 def check_learner(learner: Any, raise_on_failure: bool = True,
-                  on_result: Callable[[CheckResult], None] | None = None) -> list[CheckResult]:
+                  on_result: Callable[[CheckResult], None] | None = None,
+                  sequence: bool | None = None) -> list[CheckResult]:
     """Run the conformance battery on a learner instance (it is copied, never trained itself).
 
+    `sequence` checks it as a language model on a text stream (default: `is_sequence_learner`).
     Returns one `CheckResult` per check, each also passed to `on_result` as soon as it is known
     (a live display); with `raise_on_failure`, raises AssertionError naming every failed check.
     Interface faults fail; a learning check below its threshold is a warning (`CheckResult.warning`).
@@ -190,16 +240,23 @@ def check_learner(learner: Any, raise_on_failure: bool = True,
     results = [_check_interface(make)]
     if on_result is not None:
         on_result(results[0])
+    sequence = is_sequence_learner(learner) if sequence is None else sequence
     if results[0].passed:
-        scenario = check_scenario("class_il")
+        scenario = check_text_scenario() if sequence else check_scenario("class_il")
         checks: list[tuple[str, Callable[[], Any]]] = [
             ("hyperparameters_are_fields", lambda: _check_fields(make)),
             ("no_learned_state_at_construction", lambda: _check_no_state_at_construction(make)),
             ("predict", lambda: _check_predict(make, scenario)),
             ("evaluation_does_not_change_training", lambda: _check_evaluation_isolated(make, scenario)),
             ("same_seed_same_matrix", lambda: _check_deterministic(make, scenario)),
-        ] + [(f"learns_under_{p}", lambda p=p: _check_learns(make, p)) for p in supported_protocols(learner)] \
-          + [(f"refuses_{p}", lambda p=p: _check_refuses(make, p)) for p in PROTOCOLS if p not in supported_protocols(learner)]
+        ]
+        if sequence:
+            checks += [("no_future_tokens", lambda: _check_no_future_tokens(make, scenario)),
+                       ("learns_each_domain", lambda: _check_learns_text(make, scenario))]
+        else:
+            checks += [(f"learns_under_{p}", lambda p=p: _check_learns(make, p)) for p in supported_protocols(learner)]
+            checks += [(f"refuses_{p}", lambda p=p: _check_refuses(make, p))
+                       for p in PROTOCOLS if p not in supported_protocols(learner)]
         for name, check in checks:
             try:
                 outcome = check()

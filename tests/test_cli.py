@@ -91,7 +91,7 @@ def test_check_prints_a_verdict_per_check_and_exits_1_on_failure(monkeypatch):
 
     verdicts = [CheckResult("has_learner_interface", True, ""), CheckResult("predict_has_no_side_effects", False, "x")]
     def fake(results):
-        def check_learner(learner, raise_on_failure=True, on_result=None):
+        def check_learner(learner, raise_on_failure=True, on_result=None, sequence=None):
             for r in results:
                 on_result(r)
             return results

@@ -306,3 +306,18 @@ def test_eta_follows_the_pace_of_finished_runs(monkeypatch):
     progress.ended("a", ok=True, seconds=30)
     assert progress.eta() == pytest.approx(90, abs=1)  # 3 more runs at 30 s each
     assert format_seconds(3725) == "1:02:05" and format_seconds(65) == "1:05"
+
+
+def test_each_worker_of_a_pool_takes_its_own_gpu_when_there_are_several(monkeypatch):
+    import torch
+
+    from clbench.executors import pick_gpu
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert [pick_gpu(slot) for slot in range(5)] == [0, 1, 2, 0, 1]
+    assert chosen == [0, 1, 2, 0, 1]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # one GPU: left as it is
+    assert pick_gpu(1) is None and len(chosen) == 5

@@ -5,12 +5,13 @@ online EWC: Schwarz et al. 2018, "Progress & Compress" (ICML).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
-from clbench.learner import SGDLearner
+from clbench.learner import SGDLearner, cross_entropy
 
 if TYPE_CHECKING:
     from clbench.scenario import Task
@@ -106,11 +107,12 @@ class EWC(SGDLearner):
         mask = self.mask_ if self.mask_ is not None else torch.zeros((), device=self.device_)
         with torch.no_grad():
             logits = self.model_(x) + mask
-            if self.fisher_labels == "sample":
-                probs = F.softmax(logits, 1).cpu()
-                y = torch.multinomial(probs, 1, generator=self.fisher_generator_).squeeze(1).to(self.device_)
+            if self.fisher_labels == "sample":  # one label per image, or per position of a token window
+                probs = F.softmax(logits, -1).cpu()
+                y = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=self.fisher_generator_)
+                y = y.reshape(probs.shape[:-1]).to(self.device_)
             elif self.fisher_labels == "argmax":
-                y = logits.argmax(1)
+                y = logits.argmax(-1)
 
         if self.fisher_batch_size > 1:  # plain autograd: torch.func.grad costs a one-time import of torch._dynamo
             names, weights = zip(*self.model_.named_parameters())
@@ -118,19 +120,23 @@ class EWC(SGDLearner):
             starts = range(0, len(x), self.fisher_batch_size)
             for start in starts:
                 end = start + self.fisher_batch_size
-                loss = F.cross_entropy(self.model_(x[start:end]) + mask, y[start:end])
+                loss = cross_entropy(self.model_(x[start:end]) + mask, y[start:end])
                 for name, g in zip(names, torch.autograd.grad(loss, weights)):
                     fisher[name] += g ** 2
             return {name: f / len(starts) for name, f in fisher.items()}
 
         def log_likelihood(p, xi, yi):
             out = torch.func.functional_call(self.model_, p, (xi.unsqueeze(0),)) + mask
-            return -F.cross_entropy(out, yi.unsqueeze(0))
+            return -cross_entropy(out, yi.unsqueeze(0))
 
         fisher = {name: torch.zeros_like(p) for name, p in params.items()}
         per_sample_grad = torch.func.vmap(torch.func.grad(log_likelihood), in_dims=(None, 0, 0))
-        for start in range(0, len(x), 256):
-            grads = per_sample_grad(params, x[start:start + 256], y[start:start + 256])
+        n_weights = sum(p.numel() for p in params.values())
+        chunk = max(1, min(256, 2**26 // n_weights))  # per-sample gradients held at once: at most ~256 MB
+        for start in range(0, len(x), chunk):
+            with warnings.catch_warnings():  # attention has no vmap rule on the CPU: torch loops, and says so
+                warnings.filterwarnings("ignore", message="There is a performance drop")
+                grads = per_sample_grad(params, x[start:start + chunk], y[start:start + chunk])
             for name, g in grads.items():
                 fisher[name] += (g ** 2).sum(0)
         return {name: f / len(x) for name, f in fisher.items()}

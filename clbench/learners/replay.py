@@ -10,13 +10,12 @@ from typing import TYPE_CHECKING, ClassVar
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
-from clbench.learner import SGDLearner
+from clbench.learner import SGDLearner, cross_entropy
 
 if TYPE_CHECKING:
     from clbench.scenario import Task
 
 torch = lazy_import("torch")  # see clbench.lazy
-F = lazy_import("torch.nn.functional")
 
 
 @dataclass
@@ -68,7 +67,7 @@ class Replay(SGDLearner):
             current = (no_mask if mask is None else mask).expand(len(x), -1)
             memory = no_mask.expand(k, -1) if self.buffer_mask_ is None else self.buffer_mask_[idx]
             logits = logits + torch.cat([current, memory])
-        return F.cross_entropy(logits, torch.cat([y, self.buffer_y_[idx]]))
+        return cross_entropy(logits, torch.cat([y, self.buffer_y_[idx]]))
 
     def fit_batch(self, x, y, task_ids=None) -> float:
         if self.class_balanced:
@@ -126,6 +125,8 @@ class Replay(SGDLearner):
         self.n_seen_ += len(y)
 
     def _append(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor) -> None:
+        if not len(self.buffer_y_):  # the first samples fix the memory's shapes and types (token windows too)
+            self.buffer_x_, self.buffer_y_ = x[:0], y[:0]
         self.buffer_x_ = torch.cat([self.buffer_x_, x])
         self.buffer_y_ = torch.cat([self.buffer_y_, y])
         self.buffer_task_ = torch.cat([self.buffer_task_, task_ids])
