@@ -8,6 +8,7 @@
 | `convnet` | 2 conv blocks (32, 64 channels, 3x3, max-pool) and a hidden layer of 256 | small images |
 | `reduced-resnet18` | ResNet-18 with 20 base channels instead of 64 | GEM (Lopez-Paz & Ranzato 2017), ER (Chaudhry et al. 2019) |
 | `transformer` | decoder-only byte language model: pre-norm, rotary positions, SwiGLU MLP, tied embeddings | text streams |
+| `token-mlp` | Hope's network with its memory removed: tokens, 2 blocks of 4 residual MLP levels, mean, linear | the architecture control of `hope` |
 
 `widths` is read by `mlp` (hidden layer widths) and by `transformer`, as (width, depth, heads);
 the named networks have fixed sizes.
@@ -205,6 +206,19 @@ def transformer(input_shape: Sequence[int], n_outputs: int, widths: Sequence[int
                          f"widths={','.join(map(str, TRANSFORMER_WIDTHS))}; got {tuple(widths)}")
     width, depth, heads = (int(v) for v in widths)
     return TransformerLM(n_outputs, int(input_shape[0]), width, depth, heads)
+def token_mlp(input_shape: Sequence[int], n_outputs: int, widths: Sequence[int] = ()) -> nn.Module:
+    """The `hope` learner's network at its default sizes with the self-modifying memory removed
+    (`Hope(selfmod=False)`): the same encoder to 16 tokens of width 64, the same two blocks of
+    four residual MLP levels applied per token, mean pooling and a linear head. Trained by an
+    SGDLearner, every level steps every step: the control that separates Hope's mechanisms from
+    its patch-token network."""
+    from clbench.learners.hope import Hope
+    from clbench.learners.hope_modules import HopeClassifier
+
+    try:
+        return HopeClassifier(Hope(selfmod=False), tuple(input_shape), n_outputs)
+    except ValueError as err:
+        raise UsageError(f"backbone 'token-mlp': {err}") from None
 
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
@@ -214,6 +228,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "convnet": convnet,
     "reduced-resnet18": reduced_resnet18,
     "transformer": transformer,
+    "token-mlp": token_mlp,
 }
 
 

@@ -26,6 +26,9 @@ BUILTIN_LEARNERS = {
     "replay": "clbench.learners.replay:Replay",
     "hope": "clbench.learners.hope:Hope",
     "transformer": "clbench.learners.transformer:Transformer",
+    "token-mlp": "clbench.learners.token_mlp:TokenMLP",
+    "token-mlp-replay": "clbench.learners.token_mlp:TokenMLPReplay",
+    "token-mlp-ewc": "clbench.learners.token_mlp:TokenMLPEWC",
 }
 
 # Named scenarios: a builder from clbench.scenario, its dataset and arguments, and a default protocol.

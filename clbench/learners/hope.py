@@ -29,7 +29,9 @@ F = lazy_import("torch.nn.functional")
 PREDICT_SLICE = 256            # examples per forward pass in `predict` (each holds its own fast weights)
 CHOICES = {"mixer": ("selfmod", "attention"), "inner_optimizer": ("dgd", "gd"),
            "inner_objective": ("l2", "dot"), "hidden_decay": ("dgd", "alpha"),
-           "input_kind": ("auto", "image", "vector", "tokens")}
+           "input_kind": ("auto", "image", "vector", "tokens"), "cms_reduce": ("mean", "sum"),
+           "memory_width": ("head", "full"),
+           "period_unit": ("steps", "examples")}
 
 
 @dataclass
@@ -59,7 +61,7 @@ class Hope:
     # architecture (HOPE.md §8.1)
     d: int = 64                      # token width (HOPE.md default 256; see above)
     n_blocks: int = 2                # HopeBlocks
-    heads: int = 4                   # memory / attention heads; each head's memories act on its d/heads slice
+    heads: int = 4                   # memory / attention heads; each head's memories act on its d/heads slice (memory_width)
     n_tokens: int = 16               # tokens for image (a √n×√n patch grid) and vector inputs
     input_kind: str = "auto"         # "auto" (image if 3-d input, else vector), "image", "vector", "tokens"
     vocab_size: int = 256            # token inputs: vocabulary size
@@ -70,7 +72,8 @@ class Hope:
     cms_levels: int = 4              # CMS blocks per HopeBlock; block ℓ belongs to level ℓ
     cms_expansion: int = 4           # hidden width of a CMS MLP, in multiples of d
     # self-modifying memory (HOPE.md §4, §7)
-    memory_expansion: int = 2        # hidden width of every memory, in multiples of d/heads
+    memory_expansion: int = 2        # hidden width of every memory, in multiples of its input width
+    memory_width: str = "head"       # M_k, M_v, M_η, M_α map each head's d/heads slice ("head") or all of d ("full")
     chunk_mem: int = 4               # tokens per chunk of the main memory M_mem
     chunk_other: int = 8             # tokens per chunk of M_k, M_v, M_η, M_α
     conv_window: int = 4             # causal depthwise convolution on q, k and v
@@ -87,8 +90,12 @@ class Hope:
     first_order: bool = False        # inner writes see detached states (no back-prop through the unroll)
     memorize: bool = True            # False: memories stay at their initial states (diagnostic)
     # streaming levels (HOPE.md §8.2)
-    levels: tuple[int, ...] = (1, 4, 16, 64)                      # update period of each level, in steps
+    levels: tuple[int, ...] = (1, 4, 16, 64)                      # update period of each level (period_unit)
+    period_unit: str = "steps"       # unit of `levels`: minibatch "steps", or training "examples" (a whole
+                                     # number of batches); a period may outlast a task (it runs across tasks)
     level_lrs: tuple[float, ...] = (1e-3, 1e-3, 5e-4, 3e-4)       # AdamW learning rate of each level
+    cms_reduce: str = "mean"         # a level's accumulated gradients: "mean", or "sum" (Eq. 71, applied as
+                                     # the mean at period × the level rate: Adam divides a gradient's scale out)
     head_level: int = 1              # level of the classifier head
     backbone_level: int = 4          # level of everything outside the CMS blocks and the head
     weight_decay: float = 0.0        # AdamW decoupled weight decay of every level (0, as the baselines' Adam)
@@ -109,8 +116,11 @@ class Hope:
                 raise UsageError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.d % self.heads:
             raise UsageError(f"d={self.d} must be divisible by heads={self.heads}")
-        if not self.levels or any(p < 1 for p in self.levels):
-            raise UsageError(f"levels must be positive update periods in steps, got {self.levels}")
+        if not self.levels or any(not isinstance(p, int) or p < 1 for p in self.levels):
+            raise UsageError(f"levels must be positive whole update periods ({self.period_unit}), got {self.levels}")
+        if self.period_unit == "examples" and any(p % self.batch_size for p in self.levels):
+            raise UsageError(f"levels in examples must be whole multiples of batch_size={self.batch_size}, "
+                             f"got {self.levels}")
         if len(self.level_lrs) != len(self.levels) or any(lr < 0 for lr in self.level_lrs):
             raise UsageError(f"level_lrs needs one non-negative rate per level: {len(self.levels)} levels, "
                              f"got {self.level_lrs}")
@@ -133,6 +143,13 @@ class Hope:
             return HopeClassifier(self, spec.input_shape, spec.n_outputs)
         except ValueError as err:
             raise UsageError(str(err)) from None
+
+    @property
+    def periods(self) -> tuple[int, ...]:
+        """Each level's update period in minibatch steps."""
+        if self.period_unit == "examples":
+            return tuple(p // self.batch_size for p in self.levels)
+        return self.levels
 
     def level_of(self, name: str) -> int:
         """The level (0-based index into `levels`) of a parameter, by its name in the model."""
@@ -196,7 +213,7 @@ class Hope:
             p.grad = None
         loss.backward()
         self.step_ += 1
-        for level, period in enumerate(self.levels):
+        for level, period in enumerate(self.periods):
             for p, acc in zip(self.level_params_[level], self.accum_[level]):
                 if p.grad is not None:
                     acc.add_(p.grad)
@@ -206,19 +223,26 @@ class Hope:
         return loss.detach()
 
     def _apply(self, level: int) -> None:
-        """Step a level's AdamW with its accumulated gradient divided by the steps accumulated."""
+        """Step a level's AdamW with its accumulated gradients. "mean": their mean at the level's
+        rate. "sum" (Eq. 71, a sum of errors under one level rate): the sum, at the level's rate
+        times the number of steps summed. Adam divides out a gradient's scale, so handing it the
+        sum alone would move the level no further than the mean; the rate carries the factor."""
         count, self.pending_[level] = self.pending_[level], 0
-        if count == 0 or self.optimizers_[level] is None:
+        optimizer = self.optimizers_[level]
+        if count == 0 or optimizer is None:
             return
+        scale = count if self.cms_reduce == "sum" else 1
+        for group in optimizer.param_groups:
+            group["lr"] = self.level_lrs[level] * scale
         for p, acc in zip(self.level_params_[level], self.accum_[level]):
-            p.grad = acc / count
-        self.optimizers_[level].step()
+            p.grad = acc if self.cms_reduce == "sum" else acc / count
+        optimizer.step()
         for p, acc in zip(self.level_params_[level], self.accum_[level]):
             p.grad = None
             acc.zero_()
 
     def _warn_long_periods(self, stream_steps: int) -> None:
-        idle = [f"level {i + 1} (period {p})" for i, p in enumerate(self.levels)
+        idle = [f"level {i + 1} (period {p} steps)" for i, p in enumerate(self.periods)
                 if self.level_params_[i] and p > stream_steps]
         if idle:
             warnings.warn(f"Hope: {', '.join(idle)} will never update: the stream has about {stream_steps} steps",

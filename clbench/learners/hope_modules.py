@@ -10,6 +10,7 @@ tensor, C tokens in one chunk, m = expansion · h hidden width of a memory.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -40,18 +41,26 @@ def l2norm(x: torch.Tensor) -> torch.Tensor:
 # ("gd") the u terms are absent: W_t = α_t W_{t−1} + S_t.
 
 
+@functools.lru_cache(maxsize=64)
+def _constants(n: int, beta: float, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The masks and powers of β that every chunk of n tokens uses (made once, not per chunk)."""
+    gap = torch.arange(n, device=device, dtype=dtype)
+    gap = gap[:, None] - gap[None, :]
+    return {"lower": torch.ones(n + 1, n + 1, dtype=torch.bool, device=device).tril(),
+            "strict": torch.ones(n, n, dtype=torch.bool, device=device).tril(-1),
+            "powers": torch.where(gap >= 0, beta ** gap.clamp_min(0), torch.zeros_like(gap)),
+            "rising": beta ** torch.arange(1, n + 1, device=device, dtype=dtype),         # β^1 .. β^C
+            "tail": beta ** torch.arange(n - 1, -1, -1, device=device, dtype=dtype)}      # β^{C−j}
+
+
 def chunk_tables(eta: torch.Tensor, log_alpha: torch.Tensor, beta: float):
     """P (B, H, 1, C+1, C+1), Q (B, H, 1, C+1, C) and R (B, H, 1, C+1) of one chunk from its
     η and log α (B, H, C); the extra axis broadcasts over memories."""
-    n = eta.shape[-1]
+    const = _constants(eta.shape[-1], beta, eta.device, eta.dtype)
     cum = F.pad(log_alpha.cumsum(-1), (1, 0))
-    lower = torch.ones(n + 1, n + 1, dtype=torch.bool, device=eta.device).tril()
-    P = torch.where(lower, cum[..., :, None] - cum[..., None, :], float("-inf")).exp()
-    gap = torch.arange(n, device=eta.device, dtype=eta.dtype)
-    gap = gap[:, None] - gap[None, :]
-    powers = torch.where(gap >= 0, beta ** gap.clamp_min(0), torch.zeros_like(gap))
-    R = P[..., 1:] @ (beta ** torch.arange(1, n + 1, device=eta.device, dtype=eta.dtype))
-    return P.unsqueeze(2), (P[..., 1:] @ powers).unsqueeze(2), R.unsqueeze(2)
+    P = torch.where(const["lower"], cum[..., :, None] - cum[..., None, :], float("-inf")).exp()
+    R = P[..., 1:] @ const["rising"]
+    return P.unsqueeze(2), (P[..., 1:] @ const["powers"]).unsqueeze(2), R.unsqueeze(2)
 
 
 def unit_lower_solve(lower: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
@@ -65,8 +74,34 @@ def unit_lower_solve(lower: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     return torch.linalg.solve_triangular(lower.expand(B, H, n_mem, n, n), rhs, upper=False, unitriangular=True)
 
 
+def chunk_left(a_hat, d, boundary_a, s_a, eta, tables, decay: bool):
+    """The write factors of one chunk: `left` (B, H, M, C, O) with W_C = P[C,0] W_b + R[C] S_b − leftᵀ â.
+    â (B, H, 1|M, C, I) unit inputs, d (B, H, M, C, O) gradient factors, `boundary_a` = W_b â_t,
+    `s_a` = S_b â_t (None for a zero momentum), η (B, H, C), `tables` from `chunk_tables`."""
+    P, Q, R = tables
+    n = a_hat.shape[-2]
+    e = eta.unsqueeze(2)                                              # (B, H, 1, C)
+    if not decay:
+        return (e * Q[..., n, :]).unsqueeze(-1) * d
+    rhs = P[..., :-1, 0, None] * boundary_a                           # rows t = 1..C use τ = t − 1
+    if s_a is not None:
+        rhs = rhs + R[..., :-1, None] * s_a
+    gram = a_hat @ a_hat.transpose(-1, -2)
+    strict = _constants(n, 0.0, d.device, d.dtype)["strict"]
+    rhs = rhs - torch.where(strict, gram * (e.unsqueeze(-2) * Q[..., :-1, :]), 0.0) @ d
+    u = unit_lower_solve(torch.where(strict, gram * (e.unsqueeze(-2) * P[..., :-1, 1:]), 0.0), rhs)
+    return (e * P[..., n, 1:]).unsqueeze(-1) * u + (e * Q[..., n, :]).unsqueeze(-1) * d
+
+
+def momentum_rows(d, eta, beta: float):
+    """The momentum written by one chunk, as factors on its rows: S_C = β^C S_b + (these)ᵀ â."""
+    tail = _constants(d.shape[-2], beta, d.device, d.dtype)["tail"]                    # β^{C−j}
+    return -(eta.unsqueeze(2) * tail).unsqueeze(-1) * d
+
+
 def chunk_write(w, s, a_hat, d, boundary_a, eta, tables, beta: float, decay: bool, first_order: bool = False):
-    """One layer's fast weights after a chunk, in the closed form above.
+    """One layer's fast weights after a chunk, in the closed form above, as explicit matrices
+    (the reference for `FastLayer`, which keeps the same state as factors).
 
     w (B|1, H, M, O, I) is the boundary state W_b, s the momentum S_b (None for zero); â (B, H,
     1|M, C, I) the unit inputs; d (B, H, M, C, O) the gradient factors; `boundary_a` = W_b â_t
@@ -74,60 +109,148 @@ def chunk_write(w, s, a_hat, d, boundary_a, eta, tables, beta: float, decay: boo
     `first_order`, W_b and S_b enter the write detached: the new state is W_b plus a write that
     depends on the chunk's own inputs only (§7 item 7). Returns (W_C, S_C).
     """
-    P, Q, R = tables
+    P, _, R = tables
     n = a_hat.shape[-2]
-    e = eta.unsqueeze(2)                                              # (B, H, 1, C)
     w_fixed = w.detach() if first_order else w
     s_fixed = None if s is None else (s.detach() if first_order else s)
-    if decay:
-        rhs = P[..., :-1, 0, None] * boundary_a                       # rows t = 1..C use τ = t − 1
-        if s_fixed is not None:
-            rhs = rhs + R[..., :-1, None] * (a_hat @ s_fixed.transpose(-1, -2))
-        gram = a_hat @ a_hat.transpose(-1, -2)
-        strict = torch.ones(n, n, dtype=torch.bool, device=d.device).tril(-1)
-        rhs = rhs - torch.where(strict, gram * (e.unsqueeze(-2) * Q[..., :-1, :]), 0.0) @ d
-        u = unit_lower_solve(torch.where(strict, gram * (e.unsqueeze(-2) * P[..., :-1, 1:]), 0.0), rhs)
-        left = (e * P[..., n, 1:]).unsqueeze(-1) * u + (e * Q[..., n, :]).unsqueeze(-1) * d
-    else:
-        left = (e * Q[..., n, :]).unsqueeze(-1) * d
+    s_a = None if s_fixed is None else a_hat @ s_fixed.transpose(-1, -2)
+    left = chunk_left(a_hat, d, boundary_a, s_a, eta, tables, decay)
     carry = P[..., n, 0, None, None]
     w_new = w + (carry - 1) * w_fixed if first_order else carry * w
     if s_fixed is not None:
         w_new = w_new + R[..., n, None, None] * s_fixed
     w_new = w_new - left.transpose(-1, -2) @ a_hat
-    tail = beta ** torch.arange(n - 1, -1, -1, device=d.device, dtype=d.dtype)          # β^{C−j}
-    s_new = -((e * tail).unsqueeze(-1) * d).transpose(-1, -2) @ a_hat
+    s_new = momentum_rows(d, eta, beta).transpose(-1, -2) @ a_hat
     if s_fixed is not None:
         s_new = s_new + beta ** n * s_fixed
     return w_new, s_new
 
 
 def _apply(w: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """z Wᵀ for row vectors z (B, H, 1|M, C, I) and weights W (B|1, H, M, O, I)."""
-    if w.shape[0] == 1:                                               # initial states, shared by the batch
-        if z.shape[2] == 1:
-            return torch.einsum("bhci,hmoi->bhmco", z.squeeze(2), w.squeeze(0))
-        return torch.einsum("bhmci,hmoi->bhmco", z, w.squeeze(0))
-    return z @ w.transpose(-1, -2)
+    """z Wᵀ for row vectors z (B, H, 1|M, C, I) and weights W shared by the batch (H, M, O, I)."""
+    if z.shape[2] == 1:
+        return torch.einsum("bhci,hmoi->bhmco", z.squeeze(2), w)
+    return torch.einsum("bhmci,hmoi->bhmco", z, w)
+
+
+class FastLayer:
+    """One layer of a group of memories through one batch of sequences, in the dual form: its
+    per-example fast weights are never formed. The state is kept as
+
+        W = c · W_0 + c' · sg(W_0) + Pᵀ A + Dᵀ sg(A),        S = Σᵀ sg?(A)
+
+    with W_0 (H, M, O, I) the meta-learned initial state shared by the batch, A (B, H, 1|M, t, I)
+    the unit inputs â of every token written so far (t grows by C per chunk), P, D, Σ (B, H, M, t, O)
+    their coefficients, c, c' (B, H, M, 1, 1) scalars and sg the stop-gradient. A read is then one
+    shared matrix product and two small Gram matrices: W z = c W_0 z + (z Aᵀ) P + ... A chunk's
+    write rescales the coefficients and appends the chunk's rows (`chunk_left`). D, c' and the
+    detached momentum serve `first_order` (the boundary state enters each write detached); they
+    stay empty otherwise, and the values equal the explicit form's (`chunk_write`) exactly."""
+
+    def __init__(self, w0: torch.Tensor, first_order: bool):
+        self.w0, self.first_order = w0, first_order
+        self.c = self.c_dead = None            # None: c = 1, c' = 0
+        self.rows = self.P = self.D = self.S = None
+
+    def apply(self, z: torch.Tensor, fixed: bool = False) -> torch.Tensor:
+        """z Wᵀ, z (B, H, 1|M, C, I) -> (B, H, M, C, O); with `fixed`, W is seen detached."""
+        if fixed:
+            out = _apply(self.w0.detach(), z)
+            scale = self._total_c()
+            if scale is not None:
+                out = out * scale.detach()
+            if self.rows is not None:
+                coef = self.P if self.D is None else self.P + self.D
+                out = out + (z @ self.rows.detach().transpose(-1, -2)) @ coef.detach()
+            return out
+        out = _apply(self.w0, z)
+        if self.c is not None:
+            out = out * self.c
+        if self.c_dead is not None:
+            out = out + self.c_dead * _apply(self.w0.detach(), z)
+        if self.rows is not None:
+            out = out + (z @ self.rows.transpose(-1, -2)) @ self.P
+            if self.D is not None:
+                out = out + (z @ self.rows.detach().transpose(-1, -2)) @ self.D
+        return out
+
+    def times(self, e: torch.Tensor) -> torch.Tensor:
+        """e W for row vectors e (B, H, M, C, O) -> (B, H, M, C, I) (W seen detached with first_order)."""
+        w0 = self.w0.detach() if self.first_order else self.w0
+        out = torch.einsum("bhmco,hmoi->bhmci", e, w0)
+        scale = self._total_c() if self.first_order else self.c
+        if scale is not None:
+            out = out * (scale.detach() if self.first_order else scale)
+        if self.rows is not None:
+            if self.first_order:
+                coef = (self.P if self.D is None else self.P + self.D).detach()
+                out = out + (e @ coef.transpose(-1, -2)) @ self.rows.detach()
+            else:
+                out = out + (e @ self.P.transpose(-1, -2)) @ self.rows
+        return out
+
+    def _total_c(self):
+        if self.c_dead is None:
+            return self.c
+        return self.c_dead + (1 if self.c is None else self.c)
+
+    def write(self, a_hat, d, boundary_a, eta, tables, beta: float, decay: bool) -> None:
+        """One chunk's write (the closed form of `chunk_write`) applied to the factors."""
+        P, _, R = tables
+        n = a_hat.shape[-2]
+        carry, r = P[..., n, 0, None, None], R[..., n, None, None]                     # (B, H, 1, 1, 1)
+        S = None if self.S is None else (self.S.detach() if self.first_order else self.S)
+        rows = None if self.rows is None else (self.rows.detach() if self.first_order else self.rows)
+        s_a = None if S is None else (a_hat @ rows.transpose(-1, -2)) @ S
+        left = chunk_left(a_hat, d, boundary_a, s_a, eta, tables, decay)
+        new_s = momentum_rows(d, eta, beta)
+        if self.first_order:                  # W ← W + (carry − 1) sg(W) + R sg(S) − leftᵀ â
+            total = self._total_c()
+            self.c_dead = (0 if self.c_dead is None else self.c_dead) + (carry - 1) * (
+                1 if total is None else total.detach())
+            if self.rows is not None:
+                coef = (self.P if self.D is None else self.P + self.D).detach()
+                self.D = (0 if self.D is None else self.D) + (carry - 1) * coef + r * S
+                self.S = beta ** n * S
+        else:                                 # W ← carry W + R S − leftᵀ â
+            self.c = carry if self.c is None else carry * self.c
+            if self.rows is not None:
+                self.P = carry * self.P + r * self.S
+                self.S = beta ** n * self.S
+        self._append(a_hat, -left, new_s)
+
+    def _append(self, a_hat, p_rows, s_rows) -> None:
+        if self.rows is None:
+            self.rows, self.P, self.S = a_hat, p_rows, s_rows
+            if self.first_order:
+                self.D = torch.zeros_like(p_rows)
+            return
+        if self.rows.shape[2] != a_hat.shape[2]:                # rows shared by the memories, or not
+            self.rows = self.rows.expand(-1, -1, a_hat.shape[2], -1, -1)
+            a_hat = a_hat.expand(-1, -1, self.rows.shape[2], -1, -1)
+        self.rows = torch.cat([self.rows, a_hat], -2)
+        self.P = torch.cat([self.P, p_rows], -2)
+        self.S = torch.cat([self.S, s_rows], -2)
+        if self.D is not None:
+            self.D = torch.cat([self.D, torch.zeros_like(p_rows)], -2)
 
 
 class Memories:
     """A group of M memories `M(z) = z + W_out silu(W_in z)` sharing a chunk size, through one
-    batch of sequences: per-example fast weights W_in (B, H, M, m, h), W_out (B, H, M, h, m) and
-    their momenta, starting from the meta-learned initial states (H, M, ·, ·)."""
+    batch of sequences: per-example fast weights W_in (m × h) and W_out (h × m) per head and
+    memory, and their momenta, starting from the meta-learned initial states (H, M, ·, ·), kept
+    in the dual form (`FastLayer`)."""
 
     def __init__(self, w_in0, w_out0, cfg: Any):
-        self.w_in, self.w_out = w_in0.unsqueeze(0), w_out0.unsqueeze(0)
-        self.s_in = self.s_out = None
+        self.w_in, self.w_out = FastLayer(w_in0, cfg.first_order), FastLayer(w_out0, cfg.first_order)
         self.cfg = cfg
 
     def forward(self, z, fixed: bool = False):
         """(M(z), pre-activation, activation) at the current state; z (B, H, 1|M, C, h).
         With `fixed`, the state is seen detached (first-order writes)."""
-        w_in, w_out = (self.w_in.detach(), self.w_out.detach()) if fixed else (self.w_in, self.w_out)
-        pre = _apply(w_in, z)
+        pre = self.w_in.apply(z, fixed)
         act = F.silu(pre)
-        return z + _apply(w_out, act), pre, act
+        return z + self.w_out.apply(act, fixed), pre, act
 
     def write(self, k, v, eta, tables, read: torch.Tensor | None = None):
         """One chunk of inner updates from the current (boundary) state M_b: targets v̂ = M_b(v),
@@ -154,15 +277,12 @@ class Memories:
         err = 2 * (out - v_hat) if cfg.inner_objective == "l2" else -v_hat     # ∂ℒ/∂M(k)
         act_norm = act.norm(dim=-1, keepdim=True).clamp_min(EPS)
         sig = torch.sigmoid(pre)
-        w_out = self.w_out.detach() if cfg.first_order else self.w_out
-        delta = (err @ w_out) * (sig * (1 + pre * (1 - sig)))
+        delta = self.w_out.times(err) * (sig * (1 + pre * (1 - sig)))
         dgd = cfg.inner_optimizer == "dgd"
         k = k.unsqueeze(2)
-        self.w_in, self.s_in = chunk_write(self.w_in, self.s_in, k, delta, pre, eta, tables,
-                                           cfg.momentum, dgd, cfg.first_order)
-        self.w_out, self.s_out = chunk_write(self.w_out, self.s_out, act / act_norm, err * act_norm,
-                                             (out - k) / act_norm, eta, tables, cfg.momentum,
-                                             dgd and cfg.hidden_decay == "dgd", cfg.first_order)
+        self.w_in.write(k, delta, pre, eta, tables, cfg.momentum, dgd)
+        self.w_out.write(act / act_norm, err * act_norm, (out - k) / act_norm, eta, tables, cfg.momentum,
+                         dgd and cfg.hidden_decay == "dgd")
         return result
 
 
@@ -191,6 +311,11 @@ class SelfModTitans(nn.Module):
     (`t − t mod C`, §7 item 1); the decay/momentum recurrence runs over every token. The
     projection memories never read M_mem, so they run first over the whole sequence, then M_mem.
     Output (Titans-style gate): W_o (RMSNorm(y) ⊙ silu(x W_g)).
+
+    `memory_width="full"`: M_k, M_v, M_η, M_α (and M_q) map the whole width d, as in the paper,
+    instead of each head's slice (hidden width memory_expansion · d); their outputs are then cut
+    into heads. Their writes use the whole-width k (unit norm over d) and v, and one η and α per
+    token: the mean of the heads' η and the geometric mean of their α. M_mem stays per head.
     """
 
     def __init__(self, cfg: Any):
@@ -201,9 +326,12 @@ class SelfModTitans(nn.Module):
         self.proj_names = [n for n, on in (("k", cfg.adaptive_k), ("v", cfg.adaptive_v), ("q", cfg.adaptive_q),
                                            ("eta", True), ("alpha", cfg.retention)) if on]
         n_proj = len(self.proj_names)
-        # meta-learned initial states M_□,0, per head and memory (§6 "all initial states")
-        self.proj_in0 = nn.Parameter(torch.randn(heads, n_proj, m, h) / math.sqrt(h))
-        self.proj_out0 = nn.Parameter(torch.randn(heads, n_proj, h, m) / math.sqrt(m))
+        # meta-learned initial states M_□,0, per head and memory (§6 "all initial states"); with
+        # full-width memories the projection memories are one "head" of width d
+        self.full_width = cfg.memory_width == "full"
+        p_heads, p_h, p_m = (1, d, cfg.memory_expansion * d) if self.full_width else (heads, h, m)
+        self.proj_in0 = nn.Parameter(torch.randn(p_heads, n_proj, p_m, p_h) / math.sqrt(p_h))
+        self.proj_out0 = nn.Parameter(torch.randn(p_heads, n_proj, p_h, p_m) / math.sqrt(p_m))
         self.mem_in0 = nn.Parameter(torch.randn(heads, 1, m, h) / math.sqrt(h))
         self.mem_out0 = nn.Parameter(torch.randn(heads, 1, h, m) / math.sqrt(m))
         # static projections where a memory is switched off (§10 adaptive_k/v=False; q static by default)
@@ -234,6 +362,11 @@ class SelfModTitans(nn.Module):
         B, T, d = x.shape
         write = cfg.memorize
         xh = x.view(B, T, self.heads, self.head_dim).transpose(1, 2)          # (B, H, T, h)
+        full = self.full_width
+        if full:                                                  # one "head" of width d
+            xh = x.unsqueeze(1)                                   # (B, 1, T, d)
+        split = lambda t: t.view(B, 1, t.shape[2], self.heads, self.head_dim).squeeze(1).transpose(1, 2)
+        merge = lambda t: t.transpose(1, 2).reshape(B, 1, t.shape[2], d)    # (B, H, C, h) -> (B, 1, C, d)
         # 1. the projection memories, chunk by chunk: k, v, (q), η, α of every token
         seqs = {n: self._heads(causal_conv(self.conv[n], lin(x).transpose(1, 2))[0]) for n, lin in self.static.items()}
         proj = Memories(self.proj_in0, self.proj_out0, cfg)
@@ -245,6 +378,8 @@ class SelfModTitans(nn.Module):
             for name in history:
                 y, history[name] = causal_conv(self.conv[name], self._channels(out[name]), history[name])
                 out[name] = self._heads(y)
+            if full:
+                out.update({name: split(out[name]) for name in ("eta", "alpha") if name in out})
             out["eta"] = cfg.eta_max * torch.sigmoid((out["eta"] * self.eta_readout[:, None]).sum(-1)
                                                      + self.eta_bias[:, None])
             out["log_alpha"] = (F.logsigmoid((out["alpha"] * self.alpha_readout[:, None]).sum(-1)
@@ -252,9 +387,13 @@ class SelfModTitans(nn.Module):
             for name, chunks in parts.items():
                 chunks.append(out[name])
             if write and t0 + n < T:                             # the last chunk's write is never read
-                k = l2norm(out["k"] if "k" in out else seqs["k"][:, :, t0:t0 + n])
+                k = out["k"] if "k" in out else seqs["k"][:, :, t0:t0 + n]
                 v = out["v"] if "v" in out else seqs["v"][:, :, t0:t0 + n]
-                proj.write(k, v, out["eta"], chunk_tables(out["eta"], out["log_alpha"], cfg.momentum))
+                eta, log_alpha = out["eta"], out["log_alpha"]
+                if full:
+                    k, v = merge(k), merge(v)
+                    eta, log_alpha = eta.mean(1, keepdim=True), log_alpha.mean(1, keepdim=True)
+                proj.write(l2norm(k), v, eta, chunk_tables(eta, log_alpha, cfg.momentum))
         seqs.update({n: torch.cat(p, 2) for n, p in parts.items()})
         q, k, v = l2norm(seqs["q"]), l2norm(seqs["k"]), seqs["v"]
         # 2. the main memory, chunk by chunk: read y_t = M_mem(q_t) at the chunk start, then write
