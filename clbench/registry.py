@@ -37,6 +37,10 @@ BUILTIN_LEARNERS = {
     "er-ace": "clbench.learners.er_ace:ERACE",
     "gdumb": "clbench.learners.gdumb:GDumb",
     "icarl": "clbench.learners.icarl:ICaRL",
+    "hope-lm": "clbench.learners.hope_lm:HopeLM",
+    "hope-lm-attention": "clbench.learners.hope_lm:HopeAttentionLM",
+    "hope-lm-titans": "clbench.learners.hope_lm:TitansLM",
+    "hope-lm-gated-delta": "clbench.learners.hope_lm:GatedDeltaLM",
 }
 
 SEQUENCE_BACKBONES = ("transformer",)  # backbones (clbench.models) that model token windows: for text streams

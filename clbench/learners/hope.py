@@ -215,6 +215,12 @@ class Hope:
         for p in self.model_.parameters():
             p.grad = None
         loss.backward()
+        self.step_levels()
+        return loss.detach()
+
+    def step_levels(self) -> None:
+        """One stream step after the backward pass: every level accumulates its gradients, and
+        each level whose period is complete steps (`_apply`)."""
         self.step_ += 1
         for level, period in enumerate(self.periods):
             for p, acc in zip(self.level_params_[level], self.accum_[level]):
@@ -223,7 +229,6 @@ class Hope:
             self.pending_[level] += 1
             if self.pending_[level] == period:
                 self._apply(level)
-        return loss.detach()
 
     def _apply(self, level: int) -> None:
         """Step a level's AdamW with its accumulated gradients. "mean": their mean at the level's

@@ -358,8 +358,24 @@ class SelfModTitans(nn.Module):
 
     def read(self, x: torch.Tensor) -> torch.Tensor:
         """The memory read-outs y_t = M_mem(q_t) for a (B, T, d) sequence, before the output gate."""
+        return self.stream(x)[0]
+
+    def start(self) -> dict[str, Any]:
+        """The state of a new sequence: every memory at its meta-learned initial state, no history."""
+        return {"proj": Memories(self.proj_in0, self.proj_out0, self.cfg),
+                "mem": Memories(self.mem_in0, self.mem_out0, self.cfg),
+                "history": {n: None for n in ("k", "v", "q") if n in self.proj_names},
+                "static": {n: None for n in self.static}}
+
+    def stream(self, x: torch.Tensor, state: dict[str, Any] | None = None,
+               final: bool = True) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Read-outs (B, T, d) of the next T tokens of sequences whose earlier tokens left `state`
+        (None: a new sequence), and the state after them. A sequence may be fed in pieces whose
+        lengths are multiples of both chunk sizes: the result is the same as in one piece. With
+        `final`, no piece follows, so the last chunks' writes (never read) are skipped."""
         cfg = self.cfg
         B, T, d = x.shape
+        state = self.start() if state is None else state
         write = cfg.memorize
         xh = x.view(B, T, self.heads, self.head_dim).transpose(1, 2)          # (B, H, T, h)
         full = self.full_width
@@ -368,9 +384,11 @@ class SelfModTitans(nn.Module):
         split = lambda t: t.view(B, 1, t.shape[2], self.heads, self.head_dim).squeeze(1).transpose(1, 2)
         merge = lambda t: t.transpose(1, 2).reshape(B, 1, t.shape[2], d)    # (B, H, C, h) -> (B, 1, C, d)
         # 1. the projection memories, chunk by chunk: k, v, (q), η, α of every token
-        seqs = {n: self._heads(causal_conv(self.conv[n], lin(x).transpose(1, 2))[0]) for n, lin in self.static.items()}
-        proj = Memories(self.proj_in0, self.proj_out0, cfg)
-        history: dict[str, torch.Tensor | None] = {n: None for n in ("k", "v", "q") if n in self.proj_names}
+        seqs = {}
+        for n, lin in self.static.items():
+            y, state["static"][n] = causal_conv(self.conv[n], lin(x).transpose(1, 2), state["static"][n])
+            seqs[n] = self._heads(y)
+        proj, history = state["proj"], state["history"]
         parts: dict[str, list[torch.Tensor]] = {n: [] for n in [*history, "eta", "log_alpha"]}
         for t0 in range(0, T, cfg.chunk_other):
             n = min(cfg.chunk_other, T - t0)
@@ -386,7 +404,7 @@ class SelfModTitans(nn.Module):
                                              + self.alpha_bias[:, None]) if cfg.retention else torch.zeros_like(out["eta"]))
             for name, chunks in parts.items():
                 chunks.append(out[name])
-            if write and t0 + n < T:                             # the last chunk's write is never read
+            if write and (not final or t0 + n < T):              # the last chunk's write is never read
                 k = out["k"] if "k" in out else seqs["k"][:, :, t0:t0 + n]
                 v = out["v"] if "v" in out else seqs["v"][:, :, t0:t0 + n]
                 eta, log_alpha = out["eta"], out["log_alpha"]
@@ -397,19 +415,19 @@ class SelfModTitans(nn.Module):
         seqs.update({n: torch.cat(p, 2) for n, p in parts.items()})
         q, k, v = l2norm(seqs["q"]), l2norm(seqs["k"]), seqs["v"]
         # 2. the main memory, chunk by chunk: read y_t = M_mem(q_t) at the chunk start, then write
-        mem = Memories(self.mem_in0, self.mem_out0, cfg)
+        mem = state["mem"]
         reads = []
         for t0 in range(0, T, cfg.chunk_mem):
             n = min(cfg.chunk_mem, T - t0)
             span = slice(t0, t0 + n)
-            if not write or t0 + n >= T:
+            if not write or (final and t0 + n >= T):
                 reads.append(mem.forward(q[:, :, None, span])[0].squeeze(2))
             else:
                 eta = seqs["eta"][..., span]
                 tables = chunk_tables(eta, seqs["log_alpha"][..., span], cfg.momentum)
                 reads.append(mem.write(k[:, :, span], v[:, :, span], eta, tables, read=q[:, :, span]).squeeze(2))
         y = torch.cat(reads, dim=2)                               # (B, H, T, h)
-        return y.transpose(1, 2).reshape(B, T, d)
+        return y.transpose(1, 2).reshape(B, T, d), state
 
 
 class CausalAttention(nn.Module):

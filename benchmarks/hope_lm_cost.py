@@ -1,0 +1,95 @@
+"""Training tokens per second of `hope-lm` against the Transformer LM of the same width and depth.
+
+Both learners train on the same windows of the embedded text stream's first domain (batch 16 ×
+context 128), through their own `train_step`/`fit_task` paths, alternating attempts so both see
+the same machine load. Time is the process's CPU time (one thread), so that a machine shared with
+other jobs slows neither side's figure. Prints each one's median tokens per CPU-second, their
+parameter counts and the ratio (Hope-LM time per token / Transformer time per token).
+Variants of Hope-LM can be timed beside it with --set (repeatable, key=value as in `clbench run`).
+
+    python benchmarks/hope_lm_cost.py                  # default sizes, 1 thread
+    python benchmarks/hope_lm_cost.py --batch 4 --steps 1 --repeats 2 --set first_order=true
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from clbench.learners.hope_lm import HopeLM
+from clbench.learners.transformer import Transformer
+from clbench.registry import scenario_config
+from clbench.scenario import build_scenario
+
+
+def parse_value(text: str):
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def hope_seconds(task, spec, fields: dict, steps: int) -> float:
+    learner = HopeLM(**fields)
+    learner.setup(spec, 0)
+    x, y = task.x_train, task.y_train
+    batch = learner.batch_size
+    start = time.process_time()
+    for step in range(steps):
+        idx = torch.arange(step * batch, (step + 1) * batch) % len(x)
+        learner.train_step(x[idx], y[idx])
+    return time.process_time() - start
+
+
+def transformer_seconds(task, spec, fields: dict, steps: int) -> float:
+    learner = Transformer(**fields, iterations=steps)
+    learner.setup(spec, 0)
+    start = time.process_time()
+    learner.fit_task(task.for_training())
+    return time.process_time() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=4, help="training steps per timed attempt")
+    parser.add_argument("--repeats", type=int, default=3, help="timed attempts of each (alternating)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=16, help="sequences per step (both learners)")
+    parser.add_argument("--set", action="append", default=[], help="hope-lm field key=value")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    scenario = build_scenario(scenario_config("text-embedded"))
+    task, spec = scenario[0], scenario.spec
+    hope_fields = {"device": "cpu", "batch_size": args.batch, **{k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}}
+    probe = HopeLM(**hope_fields)
+    t_fields = {"widths": (probe.d, probe.n_blocks, probe.heads), "batch_size": probe.batch_size, "device": "cpu"}
+    probe.setup(spec, 0)
+    t_probe = Transformer(**t_fields)
+    t_probe.setup(spec, 0)
+    count = lambda model: sum(p.numel() for p in model.parameters())
+    transformer_seconds(task, spec, t_fields, 2)     # warm-up
+    hope, trans = [], []
+    for _ in range(args.repeats):
+        hope.append(hope_seconds(task, spec, hope_fields, args.steps))
+        trans.append(transformer_seconds(task, spec, t_fields, args.steps))
+    tokens = args.steps * probe.batch_size * spec.input_shape[0]
+    h, t = statistics.median(hope), statistics.median(trans)
+    print(f"batch {probe.batch_size} x context {spec.input_shape[0]}, {args.steps} steps ({tokens} tokens) per attempt, "
+          f"{args.repeats} attempts, {args.threads} thread(s); hope-lm fields {hope_fields}")
+    print(f"hope-lm      d={probe.d} blocks={probe.n_blocks} heads={probe.heads} "
+          f"{count(probe.model_) / 1e6:.2f}M parameters: {tokens / h:9.0f} tokens/CPU-s (median {h:.2f} s)")
+    print(f"transformer  widths={t_fields['widths']} {count(t_probe.model_) / 1e6:.2f}M parameters: "
+          f"{tokens / t:9.0f} tokens/CPU-s (median {t:.2f} s)")
+    print(f"hope-lm time per token / transformer time per token: {h / t:.1f}x "
+          f"(paired attempts: {', '.join(f'{a / b:.1f}' for a, b in zip(hope, trans))})")
+
+
+if __name__ == "__main__":
+    main()

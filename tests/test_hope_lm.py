@@ -1,0 +1,141 @@
+"""hope-lm: Hope as a byte-level language model. Mechanism tests: reading a sequence in pieces
+equals reading it whole (chunk size 1 included), no future leakage, in-context levels change
+exactly at their period and step with the sum of their buffered gradients, persistent levels
+step every P optimiser steps, every initial state receives gradient, and the conformance battery."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clbench.errors import UsageError
+from clbench.learners.hope_lm import GatedDeltaLM, HopeAttentionLM, HopeLM, TitansLM
+from clbench.learners.hope_lm_modules import detached, fast_tensors
+from clbench.scenario import text
+from clbench.testing import check_learner
+
+TINY = {"d": 16, "heads": 2, "n_blocks": 2, "cms_expansion": 2, "memory_expansion": 2}
+
+
+@pytest.fixture(scope="module")
+def stream():
+    return text(["pydoc", "stdlib"], train_bytes=2048, eval_bytes=512, context=32, name="tiny-text")
+
+
+def make(stream, seed: int = 0, **fields) -> HopeLM:
+    learner = HopeLM(**{**TINY, **fields})
+    learner.setup(stream.spec, seed)
+    return learner
+
+
+def batch(stream, n: int = 3):
+    return stream[0].x_train[:n], stream[0].y_train[:n]
+
+
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_reading_in_pieces_equals_reading_whole(stream, chunk: int) -> None:
+    """Token-by-token (unit = chunk = 1: the sequential recurrence) or unit by unit, carrying the
+    memories' state, gives the logits of one whole-sequence read with the same chunk sizes."""
+    learner = make(stream, chunk_mem=chunk, chunk_other=chunk, unit=chunk, context_periods=(32,), cms_levels=2,
+                   levels=(1, 1), level_lrs=(1e-3, 1e-3))
+    x, _ = batch(stream)
+    with torch.no_grad():
+        whole = learner.model_(x)
+        state = learner.model_.start(len(x))
+        pieces = torch.cat([learner.model_.forward_unit(x[:, t:t + chunk], state, final=False)
+                            for t in range(0, x.shape[1], chunk)], 1)
+    assert torch.allclose(whole, pieces, atol=1e-5)
+    assert not torch.allclose(whole[:, 8:], learner.model_(x[:, 8:])[:, :24], atol=1e-3)   # the state matters
+
+
+@pytest.mark.parametrize("fields", [{}, {"mixer": "attention"}, {"carry": True}])
+def test_no_future_leakage(stream, fields) -> None:
+    """Changing bytes after position t leaves the logits up to t unchanged, in-context updates on."""
+    learner = make(stream, unit=8, chunk_mem=4, chunk_other=8, context_periods=(8, 16), **fields)
+    learner.train_step(*batch(stream, 4))
+    x = stream[0].x_test[:4]
+    for t in (5, 8, 19):
+        changed = x.clone()
+        changed[:, t + 1:] = (changed[:, t + 1:] + 7) % 256
+        a, b = learner.predict(x), learner.predict(changed)
+        assert torch.allclose(a[:, :t + 1], b[:, :t + 1], atol=1e-5)
+        assert not torch.allclose(a[:, t + 1:], b[:, t + 1:], atol=1e-3)
+
+
+def unit_grads(learner: HopeLM, x, y, state, level: int):
+    """Inner gradient of one unit's next-byte loss (summed over sequences) at `state`."""
+    state = detached(state, leaves=True)
+    logits = learner.model_.forward_unit(x, state, final=False)
+    loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(len(x), -1).mean(1).sum()
+    return torch.autograd.grad(loss, fast_tensors(state, level), allow_unused=True)
+
+
+def test_in_context_level_steps_every_period_with_the_sum_of_its_gradients(stream) -> None:
+    """Level 2 (period 2 units) keeps its weights after unit 1, then moves by −lr·(g1 + g2);
+    level 1 (period 1 unit) moves after every unit. Keeping only the last gradient would give
+    −lr·g2, which this test tells apart."""
+    learner = make(stream, unit=8, chunk_mem=4, chunk_other=8, context_periods=(8, 16), context_lr=0.5)
+    x, y = batch(stream)
+    state = learner.model_.start(len(x))
+    w0 = [w.detach().clone() for w in fast_tensors(state, 1)]
+    g1 = unit_grads(learner, x[:, :8], y[:, :8], state, level=1)
+    learner.read(x[:, :8], y[:, :8], state, outer=False, final=False)
+    after1 = [w.detach().clone() for w in fast_tensors(state, 1)]
+    assert all(torch.equal(a, b) for a, b in zip(after1, w0))            # no step before the period
+    assert any(not torch.equal(a, b) for a, b in zip(fast_tensors(state, 0), learner.model_.start(3)["fast"][0][0]))
+    g2 = unit_grads(learner, x[:, 8:16], y[:, 8:16], state, level=1)
+    learner.read(x[:, 8:16], y[:, 8:16], state, outer=False, final=False)
+    after2 = [w.detach() for w in fast_tensors(state, 1)]
+    for w, a, b, new in zip(w0, g1, g2, after2):
+        a = torch.zeros_like(w) if a is None else a
+        b = torch.zeros_like(w) if b is None else b
+        assert torch.allclose(new, w - 0.5 * (a + b), atol=1e-5)
+    moved = [(new - w).abs().max() for w, new in zip(w0, after2)]
+    assert max(moved) > 1e-4
+    only_last = [w - 0.5 * (torch.zeros_like(w) if b is None else b) for w, b in zip(w0, g2)]
+    assert not all(torch.allclose(new, o, atol=1e-5) for new, o in zip(after2, only_last))
+    assert all(buf is None for block in state["buffers"] for buf in block[1])   # the buffer was emptied
+
+
+def test_persistent_level_steps_exactly_every_period(stream) -> None:
+    learner = make(stream, cms_levels=3, context_periods=(16,), levels=(1, 1, 3), level_lrs=(1e-3, 1e-3, 1e-2))
+    x, y = batch(stream, 4)
+    param = learner.model_.blocks[0].cms[2].mlp[0].weight
+    previous, changed_at = param.detach().clone(), []
+    for step in range(1, 8):
+        learner.train_step(x, y)
+        if not torch.equal(param, previous):
+            changed_at.append(step)
+        previous = param.detach().clone()
+    assert changed_at == [3, 6]
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_every_initial_state_and_read_out_gets_gradient(stream, first_order: bool) -> None:
+    learner = make(stream, unit=8, chunk_mem=4, chunk_other=8, context_periods=(8, 16), first_order=first_order)
+    x, y = batch(stream)
+    loss, _ = learner.read(x, y, learner.model_.start(len(x)), outer=True, final=True)
+    loss.backward()
+    dead = [name for name, p in learner.model_.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert dead == []
+
+
+@pytest.mark.parametrize("cls", [HopeLM, HopeAttentionLM, TitansLM, GatedDeltaLM])
+def test_variants_train_and_predict(stream, cls) -> None:
+    learner = cls(**TINY)
+    learner.setup(stream.spec, 0)
+    loss = learner.train_step(*batch(stream, 4))
+    assert torch.isfinite(loss)
+    assert learner.predict(stream[0].x_test[:2]).shape == (2, 32, 256)
+
+
+def test_bad_fields_are_refused() -> None:
+    with pytest.raises(UsageError, match="context_periods"):
+        HopeLM(context_periods=(24,))
+    with pytest.raises(UsageError, match="unit"):
+        HopeLM(unit=12)
+
+
+@pytest.mark.slow
+def test_check_learner_passes() -> None:
+    check_learner(HopeLM(**TINY, level_lrs=(1e-2,) * 4))
