@@ -9,7 +9,7 @@ time. References, all at Hope's width d:
 
 - token-mlp: the same encoder, tokens and stack of CMS MLPs with the token mixer removed and
   every level stepping each step (`Hope(selfmod=False, levels=(1, 1, 1, 1))`): an MLP of width d
-  applied per token, of Hope's depth. The issue's target (Hope <= 3x) is read against this one.
+  applied per token, of Hope's depth. The target (Hope <= 3x) is read against this one.
 - attention: Hope-Attention fine-tuned every step, a Transformer-like network of the same size.
 - flat-mlp: clbench's `finetune` baseline with hidden widths (d, d) on the flattened image.
 
@@ -18,7 +18,7 @@ what the alternation and medians are for); the load average is printed before an
 
 Recorded 2026-11-27, 2-core AMD EPYC VM shared with other jobs, torch 2.13 CPU, 1 thread, d=64
 (11 rounds x 5 steps, load average 1.4-1.8): hope/token-mlp 5.9x. After the dual-form memories
-(issue 15) and before them, measured back to back under load average 10-13: see
+and before them, measured back to back under load average 10-13: see
 benchmarks/README.md ("Where Hope's time goes"). The <= 3x target is not met on this CPU: Hope's
 step is about 8,000 small tensor operations (forward and backward) at batch 32, so per-operation
 overhead dominates.
