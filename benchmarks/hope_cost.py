@@ -17,8 +17,8 @@ The ratio depends on the machine and its load (shared CPUs make single timings n
 what the alternation and medians are for); the load average is printed before and after.
 
 Recorded 2026-11-27, 2-core AMD EPYC VM shared with other jobs, torch 2.13 CPU, 1 thread, d=64
-(11 rounds x 5 steps, load average 1.4-1.8): hope/token-mlp 5.9x. After the dual-form memories
-and before them, measured back to back under load average 10-13: see
+(11 rounds x 5 steps, load average 1.4-1.8): hope/token-mlp 5.9x. Before and after the
+dual-form memories, measured back to back under load average 10-13: see
 benchmarks/README.md ("Where Hope's time goes"). The <= 3x target is not met on this CPU: Hope's
 step is about 8,000 small tensor operations (forward and backward) at batch 32, so per-operation
 overhead dominates.
