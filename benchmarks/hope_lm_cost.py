@@ -20,7 +20,7 @@ import torch
 
 from clbench.learners.hope_lm import HopeLM
 from clbench.learners.transformer import Transformer
-from clbench.registry import scenario_config
+from clbench.scenario_names import scenario_config
 from clbench.scenario import build_scenario
 
 

@@ -52,7 +52,7 @@ def replay_with_snapshots(config: dict[str, Any]) -> Replayed:
     """Run a resolved config (a run.json's `config`) again through `clbench.runner.run`, copying
     the learner's model parameters after every row. Evaluation does not change a learner, so
     the copies are the states the stored run passed through."""
-    from clbench.experiment import instantiate
+    from clbench.configs import instantiate
     from clbench.runner import run
     from clbench.scenario import build_scenario
 

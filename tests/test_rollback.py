@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from clbench.experiment import execute, resolve
+from clbench.configs import execute, resolve
 from clbench.rollback import group_of, max_difference, replay_with_snapshots, rollback_table
 
 SCENARIO = {"builder": "split", "dataset": "digits", "n_tasks": 3, "protocol": "task_il"}
