@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from clbench.errors import UsageError
-from clbench.registry import SEQUENCE_BACKBONES  # noqa: F401 (take token windows, give next-token logits)
 
 
 def mlp(input_shape: Sequence[int], n_outputs: int, widths: Sequence[int] = (100, 100)) -> nn.Module:
@@ -223,6 +222,8 @@ def token_mlp(input_shape: Sequence[int], n_outputs: int, widths: Sequence[int] 
         raise UsageError(f"backbone 'token-mlp': {err}") from None
 
 
+# The backbones that take token windows and give next-token logits are listed, without torch, in
+# clbench.registry.SEQUENCE_BACKBONES.
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp,
     "mlp400": mlp400,

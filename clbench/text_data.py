@@ -20,13 +20,6 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import json
-import shutil
-import subprocess
-import sys
-import tarfile
-import tempfile
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path

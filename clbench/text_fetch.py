@@ -6,7 +6,6 @@ as they reach the image datasets. The domains themselves are read by `clbench.te
 """
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 import subprocess
