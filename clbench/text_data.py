@@ -146,9 +146,13 @@ def _embedded(name: str) -> TextDomain:
 
 
 def _folder_domain(name: str, folder: Path) -> TextDomain:
+    return _checked(TextDomain(name, str(folder), _folder_documents(folder)))
+
+
+def _folder_documents(folder: Path) -> tuple[tuple[str, bytes], ...]:
+    """Every `*.txt` file under `folder`, recursively in sorted order, as (relative path, bytes)."""
     paths = sorted(p for p in folder.rglob("*.txt") if p.is_file())
-    documents = tuple((str(p.relative_to(folder)), p.read_bytes()) for p in paths)
-    return _checked(TextDomain(name, str(folder), documents))
+    return tuple((str(p.relative_to(folder)), p.read_bytes()) for p in paths)
 
 
 def _checked(domain: TextDomain) -> TextDomain:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from clbench.data_arrays import ChecksumError, DataError, data_dir
 from clbench.data_fetch import Progress, recipe
-from clbench.text_data import TEXT_FOLDER, _documents_sha256
+from clbench.text_data import TEXT_FOLDER, _documents_sha256, _folder_documents
 
 @dataclass(frozen=True)
 class TextRecipe:
@@ -220,8 +220,7 @@ def fetch_text(name: str, root: str | Path | None = None) -> Path:
 
 
 def _folder_sha256(folder: Path) -> str:
-    paths = sorted(p for p in folder.rglob("*.txt") if p.is_file())
-    return _documents_sha256([(str(p.relative_to(folder)), p.read_bytes()) for p in paths])
+    return _documents_sha256(_folder_documents(folder))
 
 
 def _register(name: str) -> None:
