@@ -45,9 +45,10 @@ class TextDomain:
     def n_bytes(self) -> int:
         return sum(len(text) for _, text in self.documents)
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
-        """The sha256 of the exact text: every document's name, length and bytes, in order."""
+        """The sha256 of the exact text: every document's name, length and bytes, in order (computed once:
+        a domain is checked against its recipe, recorded at planning and compared at loading)."""
         return _documents_sha256(self.documents)
 
 
