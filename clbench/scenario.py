@@ -329,35 +329,32 @@ def build_scenario(config: dict[str, Any]) -> Scenario:
     builder_name = config.pop("builder", None)
     if builder_name not in BUILDERS:
         raise unknown_name_error("scenario builder", str(builder_name), BUILDERS)
-    if builder_name in DATALESS_BUILDERS:
+    if builder_name in DATALESS_BUILDERS:  # reads its own data, checks eval_split itself
         config.pop("measure", None)  # declared by the builder itself
         name = config.pop("name", builder_name)
         if "stream" in config:  # a stream's anytime rows are accuracies
             raise UsageError(f"scenario {name!r}: a {builder_name} scenario runs task by task; it takes no stream table")
-        try:
-            scenario = BUILDERS[builder_name](name=name, **config)
-        except TypeError as err:
-            raise UsageError(f"bad arguments for scenario builder {builder_name!r}: {err}") from None
-        scenario.config.update(name=name, eval_split=config.get("eval_split", "test"))
-        return scenario
-    options = {key: config.pop(key) for key in DATASET_OPTIONS if key in config}
-    expected_sha256 = config.pop("dataset_sha256", None)
-    dataset = load(config.pop("dataset", "digits"), **options)
-    if expected_sha256 is not None and dataset.info.get("sha256") != expected_sha256:
-        raise DataError(f"{dataset.info.get('file', dataset.name)} changed since this run was planned "
-                        f"(sha256 {dataset.info.get('sha256')}, the run's config says {expected_sha256}): "
-                        f"plan the run again")
-    eval_split = config.pop("eval_split", "test")
-    if check_eval_split(eval_split) == "val":
-        dataset = dataset.validation()
-    name = config.pop("name", builder_name)
-    stream = config.pop("stream", None)
-    if stream is not None:
-        from clbench.streams import check_stream
+        data, eval_split, stream = (), config.get("eval_split", "test"), None
+    else:
+        options = {key: config.pop(key) for key in DATASET_OPTIONS if key in config}
+        expected_sha256 = config.pop("dataset_sha256", None)
+        dataset = load(config.pop("dataset", "digits"), **options)
+        if expected_sha256 is not None and dataset.info.get("sha256") != expected_sha256:
+            raise DataError(f"{dataset.info.get('file', dataset.name)} changed since this run was planned "
+                            f"(sha256 {dataset.info.get('sha256')}, the run's config says {expected_sha256}): "
+                            f"plan the run again")
+        eval_split = config.pop("eval_split", "test")
+        if check_eval_split(eval_split) == "val":
+            dataset = dataset.validation()
+        name = config.pop("name", builder_name)
+        stream = config.pop("stream", None)
+        if stream is not None:
+            from clbench.streams import check_stream
 
-        stream = check_stream(stream, f"scenario {name!r} stream")
+            stream = check_stream(stream, f"scenario {name!r} stream")
+        data = (dataset,)
     try:
-        scenario = BUILDERS[builder_name](dataset, name=name, **config)
+        scenario = BUILDERS[builder_name](*data, name=name, **config)
     except TypeError as err:
         raise UsageError(f"bad arguments for scenario builder {builder_name!r}: {err}") from None
     scenario.config.update(name=name, eval_split=eval_split, **({"stream": stream} if stream else {}))
