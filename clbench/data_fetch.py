@@ -11,7 +11,6 @@ import os
 import shutil
 import tarfile
 import tempfile
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,6 +85,8 @@ for _name in RELEASES:
 
 def _download(urls: list[str], target: Path, progress, md5: str = "", sha256: str = "") -> None:
     """Fetch the first URL that works into `target` (via a temporary file) and check its checksum."""
+    import urllib.request  # here: suite planning and the CLI read data without torch, and http + ssl cost them ~30 ms
+
     errors = []
     for url in urls:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
