@@ -94,12 +94,6 @@ class HopeLM(Hope):
             raise UsageError(f"carry needs the context ({spec.input_shape[0]}) to be a multiple of unit={self.unit}")
         return HopeLMNet(self)
 
-    def level_of(self, name: str) -> int:
-        import re
-
-        match = re.match(r"blocks\.\d+\.cms\.(\d+)\.", name)
-        return int(match.group(1)) if match else self.backbone_level - 1
-
     def setup(self, spec: ScenarioSpec, seed: int) -> None:
         super().setup(spec, seed)
         self.state_: dict[str, Any] | None = None
