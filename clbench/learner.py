@@ -161,6 +161,11 @@ class SGDLearner(TrainingFields):
     def make_optimizer(self) -> torch.optim.Optimizer:
         return build_optimizer(self.optimizer, self.model_.parameters(), self.lr, self.momentum, self.weight_decay)
 
+    def flat_weights(self) -> torch.Tensor:
+        """All the model's weights as one vector, in `parameters()` order (the penalties and
+        projections of EWC, SI, MAS and A-GEM work on this vector)."""
+        return torch.cat([p.reshape(-1) for p in self.model_.parameters()])
+
     # -- training ----------------------------------------------------------------------------
     def fit_task(self, task: Task) -> None:
         self.begin_task(task)

@@ -75,7 +75,7 @@ class EWC(SGDLearner):
     def penalty(self) -> torch.Tensor:
         # Σ θ·(F θ − 2 Σ F θ*) + const over all weights as one vector: a handful of operations per
         # step (forward and backward) rather than several per weight tensor.
-        theta = torch.cat([p.reshape(-1) for p in self.model_.parameters()])
+        theta = self.flat_weights()
         return self.constant_ + (theta * (self.fisher_flat_ * theta - self.anchor2_flat_)).sum()
 
     def end_task(self, task: Task) -> None:

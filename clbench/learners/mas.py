@@ -58,9 +58,6 @@ class MAS(SGDLearner):
         self.tasks_done_ = 0
         self.sample_generator_ = torch.Generator().manual_seed(seed + 1)  # Ω's subsample leaves the data order alone
 
-    def flat_weights(self) -> torch.Tensor:
-        return torch.cat([p.reshape(-1) for p in self.model_.parameters()])
-
     def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         loss = super().loss(x, y, mask)
         if self.tasks_done_ and self.lam > 0:

@@ -50,9 +50,6 @@ class SI(SGDLearner):
         self.previous_: torch.Tensor | None = None               # θ before the step being accounted
         self.tasks_done_ = 0
 
-    def flat_weights(self) -> torch.Tensor:
-        return torch.cat([p.reshape(-1) for p in self.model_.parameters()])
-
     def begin_task(self, task: Task) -> None:
         super().begin_task(task)
         self.path_.zero_()
