@@ -56,14 +56,13 @@ from clbench.runner import EVAL_BATCH_SIZE, run, seed_everything
 from clbench.scenario import build_scenario
 
 BATCH, LR, WIDTHS, LAM_AVALANCHE, BUFFER = 32, 1e-3, (100, 100), 50.0, 200
-BATCH_SIZE = BATCH
 FRAMEWORKS = ("clbench", "avalanche", "hand-written")
 HAND_WRITTEN = ("finetune", "ewc", "replay")   # the methods the hand-written loop implements
 SI_LAMBDA = 1e4
 # clbench name: (clbench fields, Avalanche strategy, its arguments), as in tests/test_avalanche.py
 NATIVE = {
     "si": (dict(c=SI_LAMBDA / 2, xi=1e-7, clip=0.001), "SynapticIntelligence", dict(si_lambda=SI_LAMBDA, eps=1e-7)),
-    "mas": (dict(lam=1.0, accumulate="average", alpha=0.5, importance_batch_size=BATCH_SIZE), "MAS",
+    "mas": (dict(lam=1.0, accumulate="average", alpha=0.5, importance_batch_size=BATCH), "MAS",
             dict(lambda_reg=1.0, alpha=0.5)),
     "lwf": (dict(alpha=1.0, temperature=2.0), "LwF", dict(alpha=1.0, temperature=2.0)),
     "agem": (dict(memory_per_task=250, sample_size=256), "AGEM", dict(patterns_per_exp=250, sample_size=256)),
