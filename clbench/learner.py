@@ -12,6 +12,7 @@ in one line, suites leave those runs out, and `check_learner` checks the refusal
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Iterable, Iterator, Protocol, runtime_checkable
 
@@ -91,6 +92,24 @@ def check_training_fields(learner) -> None:
     if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in learner.widths):
         raise UsageError(f"widths must be whole numbers >= 1 (one per hidden layer, e.g. 100,100; empty for "
                          f"none), got {','.join(map(str, learner.widths))}")
+
+
+def per_sample_gradients(model: torch.nn.Module, objective, x: torch.Tensor, *per_sample: torch.Tensor,
+                         chunk: int) -> Iterator[dict[str, torch.Tensor]]:
+    """The gradient of `objective(model(x_i), *others_i)` (a scalar; each sample as a batch of one)
+    with respect to the model's weights, for every sample i: dicts of name -> (samples, *weight
+    shape), `chunk` samples at a time (`torch.func.vmap`). Serves EWC's Fisher and MAS's importance."""
+    params = {name: p.detach() for name, p in model.named_parameters()}
+
+    def one(p, xi, *others):
+        return objective(torch.func.functional_call(model, p, (xi.unsqueeze(0),)), *(o.unsqueeze(0) for o in others))
+
+    grad = torch.func.vmap(torch.func.grad(one), in_dims=(None,) + (0,) * (1 + len(per_sample)))
+    for start in range(0, len(x), chunk):
+        with warnings.catch_warnings():  # attention has no vmap rule on the CPU: torch loops, and says so
+            warnings.filterwarnings("ignore", message="There is a performance drop")
+            grads = grad(params, *(t[start:start + chunk] for t in (x, *per_sample)))
+        yield grads
 
 
 class DivergenceError(RuntimeError):
