@@ -192,11 +192,7 @@ class SGDLearner(TrainingFields):
         for batches in self.passes(task):
             last = None
             for x, y, mask in batches:
-                loss = self.loss(x, y, mask)
-                self.optimizer_.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer_.step()
-                last = loss.detach()
+                last = self.train_step(x, y, mask)
             if last is not None and not math.isfinite(last.item()):
                 raise DivergenceError(f"training loss became {last.item()} on task {task.task_id}")
         self.end_task(task)
@@ -266,6 +262,7 @@ class SGDLearner(TrainingFields):
         """One step on one minibatch of a stream with no task boundary; returns the batch's loss.
         `task_ids` (one per sample) are given only where the protocol reveals them (task_il)."""
         x, y = x.to(self.device_), y.to(self.device_)
+        self.model_.train()
         loss = float(self.train_step(x, y, self.stream_mask(y, task_ids)))
         if not math.isfinite(loss):
             raise DivergenceError(f"training loss became {loss} on a stream step")
@@ -277,8 +274,7 @@ class SGDLearner(TrainingFields):
         return observe_units(self.units_, y, task_ids, self.device_)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Loss, backward and optimiser step on one batch already on the device."""
-        self.model_.train()
+        """Loss, backward and optimiser step on one batch already on the device, the model in training mode."""
         loss = self.loss(x, y, mask)
         self.optimizer_.zero_grad(set_to_none=True)
         loss.backward()
