@@ -238,6 +238,14 @@ class SGDLearner(TrainingFields):
         for x, y in self.shuffled(self.x_, self.y_):
             yield x, y, self.mask_
 
+    def rows_with_masks(self, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor | None
+                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """Shuffled minibatches (x, y, logit mask) of rows that each carry their own mask (`masks`:
+        one row per sample, or None for no mask), e.g. samples of several tasks in task_il."""
+        index = torch.arange(len(y), device=self.device_)
+        for xb, yb, i in self.shuffled(x, y, index):
+            yield xb, yb, None if masks is None else masks[i]
+
     def shuffled(self, *tensors: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
         n = len(tensors[0])
         order = torch.randperm(n, generator=self.generator_).to(tensors[0].device)
