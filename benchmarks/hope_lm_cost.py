@@ -18,22 +18,11 @@ import time
 
 import torch
 
+from clbench.fields import parse_assignments, resolve_fields
 from clbench.learners.hope_lm import HopeLM
 from clbench.learners.transformer import Transformer
 from clbench.scenario_names import scenario_config
 from clbench.scenario import build_scenario
-
-
-def parse_value(text: str):
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def hope_seconds(task, spec, fields: dict, steps: int) -> float:
@@ -67,7 +56,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     scenario = build_scenario(scenario_config("text-embedded"))
     task, spec = scenario[0], scenario.spec
-    hope_fields = {"device": "cpu", "batch_size": args.batch, **{k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}}
+    hope_fields = {"device": "cpu", "batch_size": args.batch,
+                   **resolve_fields(HopeLM, parse_assignments(args.set), "hope-lm")}
     probe = HopeLM(**hope_fields)
     t_fields = {"widths": (probe.d, probe.n_blocks, probe.heads), "batch_size": probe.batch_size, "device": "cpu"}
     probe.setup(spec, 0)

@@ -12,6 +12,7 @@ in one line, suites leave those runs out, and `check_learner` checks the refusal
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Iterable, Iterator, Protocol, runtime_checkable
 
@@ -93,6 +94,24 @@ def check_training_fields(learner) -> None:
                          f"none), got {','.join(map(str, learner.widths))}")
 
 
+def per_sample_gradients(model: torch.nn.Module, objective, x: torch.Tensor, *per_sample: torch.Tensor,
+                         chunk: int) -> Iterator[dict[str, torch.Tensor]]:
+    """The gradient of `objective(model(x_i), *others_i)` (a scalar; each sample as a batch of one)
+    with respect to the model's weights, for every sample i: dicts of name -> (samples, *weight
+    shape), `chunk` samples at a time (`torch.func.vmap`). Serves EWC's Fisher and MAS's importance."""
+    params = {name: p.detach() for name, p in model.named_parameters()}
+
+    def one(p, xi, *others):
+        return objective(torch.func.functional_call(model, p, (xi.unsqueeze(0),)), *(o.unsqueeze(0) for o in others))
+
+    grad = torch.func.vmap(torch.func.grad(one), in_dims=(None,) + (0,) * (1 + len(per_sample)))
+    for start in range(0, len(x), chunk):
+        with warnings.catch_warnings():  # attention has no vmap rule on the CPU: torch loops, and says so
+            warnings.filterwarnings("ignore", message="There is a performance drop")
+            grads = grad(params, *(t[start:start + chunk] for t in (x, *per_sample)))
+        yield grads
+
+
 class DivergenceError(RuntimeError):
     """The training loss became NaN or infinite."""
 
@@ -161,6 +180,11 @@ class SGDLearner(TrainingFields):
     def make_optimizer(self) -> torch.optim.Optimizer:
         return build_optimizer(self.optimizer, self.model_.parameters(), self.lr, self.momentum, self.weight_decay)
 
+    def flat_weights(self) -> torch.Tensor:
+        """All the model's weights as one vector, in `parameters()` order (the penalties and
+        projections of EWC, SI, MAS and A-GEM work on this vector)."""
+        return torch.cat([p.reshape(-1) for p in self.model_.parameters()])
+
     # -- training ----------------------------------------------------------------------------
     def fit_task(self, task: Task) -> None:
         self.begin_task(task)
@@ -168,11 +192,7 @@ class SGDLearner(TrainingFields):
         for batches in self.passes(task):
             last = None
             for x, y, mask in batches:
-                loss = self.loss(x, y, mask)
-                self.optimizer_.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer_.step()
-                last = loss.detach()
+                last = self.train_step(x, y, mask)
             if last is not None and not math.isfinite(last.item()):
                 raise DivergenceError(f"training loss became {last.item()} on task {task.task_id}")
         self.end_task(task)
@@ -218,6 +238,14 @@ class SGDLearner(TrainingFields):
         for x, y in self.shuffled(self.x_, self.y_):
             yield x, y, self.mask_
 
+    def rows_with_masks(self, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor | None
+                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """Shuffled minibatches (x, y, logit mask) of rows that each carry their own mask (`masks`:
+        one row per sample, or None for no mask), e.g. samples of several tasks in task_il."""
+        index = torch.arange(len(y), device=self.device_)
+        for xb, yb, i in self.shuffled(x, y, index):
+            yield xb, yb, None if masks is None else masks[i]
+
     def shuffled(self, *tensors: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
         n = len(tensors[0])
         order = torch.randperm(n, generator=self.generator_).to(tensors[0].device)
@@ -242,6 +270,7 @@ class SGDLearner(TrainingFields):
         """One step on one minibatch of a stream with no task boundary; returns the batch's loss.
         `task_ids` (one per sample) are given only where the protocol reveals them (task_il)."""
         x, y = x.to(self.device_), y.to(self.device_)
+        self.model_.train()
         loss = float(self.train_step(x, y, self.stream_mask(y, task_ids)))
         if not math.isfinite(loss):
             raise DivergenceError(f"training loss became {loss} on a stream step")
@@ -253,8 +282,7 @@ class SGDLearner(TrainingFields):
         return observe_units(self.units_, y, task_ids, self.device_)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Loss, backward and optimiser step on one batch already on the device."""
-        self.model_.train()
+        """Loss, backward and optimiser step on one batch already on the device, the model in training mode."""
         loss = self.loss(x, y, mask)
         self.optimizer_.zero_grad(set_to_none=True)
         loss.backward()

@@ -66,8 +66,7 @@ class AGEM(SGDLearner):
         memory_mask = None if self.memory_mask_ is None else self.memory_mask_[idx]
         _, g_ref = self.gradient(self.memory_x_[idx], self.memory_y_[idx], memory_mask)
         g = project(g, g_ref)
-        weights = torch.cat([p.reshape(-1) for p in self.model_.parameters()])
-        surrogate = (weights * g).sum()    # its gradient with respect to the weights is g̃
+        surrogate = (self.flat_weights() * g).sum()    # its gradient with respect to the weights is g̃
         return surrogate - surrogate.detach() + loss
 
     def end_task(self, task: Task) -> None:

@@ -75,9 +75,10 @@ class DER(SGDLearner):
             idx = torch.randint(len(self.buffer_y_), (k,), generator=self.generator_).to(self.device_)
             loss = loss + self.alpha * F.mse_loss(self.model_(self.buffer_x_[idx]), self.buffer_logits_[idx])
             if self.beta > 0:
-                idx = torch.randint(len(self.buffer_y_), (k,), generator=self.generator_).to(self.device_)
+                picked = torch.randint(len(self.buffer_y_), (k,), generator=self.generator_)
+                idx = picked.to(self.device_)
                 out = self.model_(self.buffer_x_[idx])
-                memory_mask = self.logit_mask(self.buffer_task_[idx.cpu()]) if self.mask_logits else None
+                memory_mask = self.logit_mask(self.buffer_task_[picked]) if self.mask_logits else None
                 loss = loss + self.beta * F.cross_entropy(out if memory_mask is None else out + memory_mask,
                                                           self.buffer_y_[idx])
         if self.store == "online":

@@ -42,8 +42,7 @@ class ERACE(Replay):
 
     def begin_task(self, task: Task) -> None:
         super().begin_task(task)
-        task_ids = torch.full((len(self.y_),), task.task_id, dtype=torch.long)
-        (self._balance if self.class_balanced else self._reservoir)(self.x_, self.y_, task_ids)
+        self.remember(task)
         self.buffer_mask_ = self.logit_mask(self.buffer_task_)
 
     def end_task(self, task: Task) -> None:

@@ -5,13 +5,12 @@ online EWC: Schwarz et al. 2018, "Progress & Compress" (ICML).
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
-from clbench.learner import SGDLearner, cross_entropy
+from clbench.learner import SGDLearner, cross_entropy, per_sample_gradients
 
 if TYPE_CHECKING:
     from clbench.scenario import Task
@@ -75,7 +74,7 @@ class EWC(SGDLearner):
     def penalty(self) -> torch.Tensor:
         # Σ θ·(F θ − 2 Σ F θ*) + const over all weights as one vector: a handful of operations per
         # step (forward and backward) rather than several per weight tensor.
-        theta = torch.cat([p.reshape(-1) for p in self.model_.parameters()])
+        theta = self.flat_weights()
         return self.constant_ + (theta * (self.fisher_flat_ * theta - self.anchor2_flat_)).sum()
 
     def end_task(self, task: Task) -> None:
@@ -125,18 +124,13 @@ class EWC(SGDLearner):
                     fisher[name] += g ** 2
             return {name: f / len(starts) for name, f in fisher.items()}
 
-        def log_likelihood(p, xi, yi):
-            out = torch.func.functional_call(self.model_, p, (xi.unsqueeze(0),)) + mask
-            return -cross_entropy(out, yi.unsqueeze(0))
+        def log_likelihood(out, yi):
+            return -cross_entropy(out + mask, yi)
 
         fisher = {name: torch.zeros_like(p) for name, p in params.items()}
-        per_sample_grad = torch.func.vmap(torch.func.grad(log_likelihood), in_dims=(None, 0, 0))
         n_weights = sum(p.numel() for p in params.values())
         chunk = max(1, min(256, 2**26 // n_weights))  # per-sample gradients held at once: at most ~256 MB
-        for start in range(0, len(x), chunk):
-            with warnings.catch_warnings():  # attention has no vmap rule on the CPU: torch loops, and says so
-                warnings.filterwarnings("ignore", message="There is a performance drop")
-                grads = per_sample_grad(params, x[start:start + chunk], y[start:start + chunk])
+        for grads in per_sample_gradients(self.model_, log_likelihood, x, y, chunk=chunk):
             for name, g in grads.items():
                 fisher[name] += (g ** 2).sum(0)
         return {name: f / len(x) for name, f in fisher.items()}

@@ -97,6 +97,4 @@ class GDumb(SGDLearner):
 
     def batches(self, task: Task) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         """Shuffled minibatches of the memory, each row with its own task's logit mask."""
-        index = torch.arange(len(self.memory_y_), device=self.device_)
-        for x, y, i in self.shuffled(self.memory_x_, self.memory_y_, index):
-            yield x, y, None if self.memory_mask_ is None else self.memory_mask_[i]
+        yield from self.rows_with_masks(self.memory_x_, self.memory_y_, self.memory_mask_)

@@ -209,9 +209,13 @@ class Hope:
         x, y = x.to(self.device_), y.to(self.device_)
         mask = None if mask is None else mask.to(self.device_)
         logits = self.model_(x)
-        loss = F.cross_entropy(logits if mask is None else logits + mask, y)
+        return self.outer_step(F.cross_entropy(logits if mask is None else logits + mask, y), "Hope's")
+
+    def outer_step(self, loss: torch.Tensor, whose: str) -> torch.Tensor:
+        """The outer update of one stream step from its training loss: a non-finite loss is an
+        error, else the backward pass and `step_levels`. Returns the loss, detached."""
         if not torch.isfinite(loss):
-            raise DivergenceError(f"Hope's training loss became {loss.item()} at stream step {self.step_ + 1}")
+            raise DivergenceError(f"{whose} training loss became {loss.item()} at stream step {self.step_ + 1}")
         for p in self.model_.parameters():
             p.grad = None
         loss.backward()

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
-from clbench.learner import DivergenceError
 from clbench.learners.hope import Hope
 
 if TYPE_CHECKING:
@@ -94,12 +93,6 @@ class HopeLM(Hope):
             raise UsageError(f"carry needs the context ({spec.input_shape[0]}) to be a multiple of unit={self.unit}")
         return HopeLMNet(self)
 
-    def level_of(self, name: str) -> int:
-        import re
-
-        match = re.match(r"blocks\.\d+\.cms\.(\d+)\.", name)
-        return int(match.group(1)) if match else self.backbone_level - 1
-
     def setup(self, spec: ScenarioSpec, seed: int) -> None:
         super().setup(spec, seed)
         self.state_: dict[str, Any] | None = None
@@ -156,16 +149,10 @@ class HopeLM(Hope):
 
         x, y = x.to(self.device_), y.to(self.device_)
         state = self.state_ if self.carry and self.state_ is not None else self.model_.start(len(x))
-        loss, _ = self.read(x, y, state, outer=True, final=not self.carry)
-        if not torch.isfinite(loss):
-            raise DivergenceError(f"hope-lm's training loss became {loss.item()} at stream step {self.step_ + 1}")
-        for p in self.model_.parameters():
-            p.grad = None
-        loss.backward()
-        self.step_levels()
+        loss = self.outer_step(self.read(x, y, state, outer=True, final=not self.carry)[0], "hope-lm's")
         if self.carry:
             self.state_ = detached(state, leaves=True)
-        return loss.detach()
+        return loss
 
     # -- training ----------------------------------------------------------------------------
     def fit_task(self, task: Task) -> None:

@@ -145,8 +145,3 @@ def detached(state: dict[str, Any], leaves: bool) -> dict[str, Any]:
     if leaves:
         out["fast"] = [[[w.requires_grad_(True) for w in level] for level in block] for block in out["fast"]]
     return out
-
-
-def parameters_millions(model: nn.Module) -> float:
-    return sum(p.numel() for p in model.parameters()) / 1e6
-

@@ -47,6 +47,4 @@ class Joint(SGDLearner):
 
     def batches(self, task: Task) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         """Shuffled minibatches of all data seen so far, each row with its own task's logit mask."""
-        index = torch.arange(len(self.all_y_), device=self.device_)
-        for x, y, i in self.shuffled(self.all_x_, self.all_y_, index):
-            yield x, y, None if self.all_mask_ is None else self.all_mask_[i]
+        yield from self.rows_with_masks(self.all_x_, self.all_y_, self.all_mask_)

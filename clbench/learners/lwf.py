@@ -43,13 +43,13 @@ class LwF(SGDLearner):
 
     def setup(self, spec, seed: int) -> None:
         super().setup(spec, seed)
-        self.teacher_: torch.nn.Module | None = None
+        self.teacher_ = self.frozen_copy()           # used once old_groups_ is filled (after the first task)
         self.old_groups_: list[torch.Tensor] = []   # unit indices of each distillation term
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         logits = self.model_(x)
         loss = F.cross_entropy(logits if mask is None else logits + mask, y)
-        if self.teacher_ is not None and self.alpha > 0:
+        if self.old_groups_ and self.alpha > 0:
             with torch.no_grad():
                 old = self.teacher_(x)
             loss = loss + self.alpha * self.distillation(logits, old)
@@ -80,10 +80,3 @@ class LwF(SGDLearner):
         for p in teacher.parameters():
             p.requires_grad_(False)
         return teacher
-
-    def load_state_dict(self, state: dict) -> None:
-        """As `SGDLearner`'s; a checkpoint from after the first task holds a teacher, which `setup`
-        has not made yet: a frozen copy of the model is built for it to load into."""
-        if "teacher_" in state["module"]:
-            self.teacher_ = self.frozen_copy()
-        super().load_state_dict(state)

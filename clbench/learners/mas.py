@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
-from clbench.learner import SGDLearner
+from clbench.learner import SGDLearner, per_sample_gradients
 
 if TYPE_CHECKING:
     from clbench.scenario import Task
@@ -58,9 +58,6 @@ class MAS(SGDLearner):
         self.tasks_done_ = 0
         self.sample_generator_ = torch.Generator().manual_seed(seed + 1)  # Ω's subsample leaves the data order alone
 
-    def flat_weights(self) -> torch.Tensor:
-        return torch.cat([p.reshape(-1) for p in self.model_.parameters()])
-
     def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         loss = super().loss(x, y, mask)
         if self.tasks_done_ and self.lam > 0:
@@ -95,14 +92,8 @@ class MAS(SGDLearner):
                 omega += torch.cat([g.reshape(-1) for g in torch.autograd.grad(out, weights)]).abs()
             return omega / len(starts)
 
-        params = {n: p.detach() for n, p in self.model_.named_parameters()}
-
-        def one(p, xi):
-            return squared_norm(torch.func.functional_call(self.model_, p, (xi.unsqueeze(0),)))[0]
-
-        per_sample = torch.func.vmap(torch.func.grad(one), in_dims=(None, 0))
-        omega = {n: torch.zeros_like(p) for n, p in params.items()}
-        for start in range(0, len(x), 256):
-            for n, g in per_sample(params, x[start:start + 256]).items():
+        omega = {n: torch.zeros_like(p) for n, p in self.model_.named_parameters()}
+        for grads in per_sample_gradients(self.model_, lambda out: squared_norm(out)[0], x, chunk=256):
+            for n, g in grads.items():
                 omega[n] += g.abs().sum(0)
         return torch.cat([omega[n].reshape(-1) for n, _ in self.model_.named_parameters()]) / len(x)

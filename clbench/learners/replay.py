@@ -83,12 +83,16 @@ class Replay(SGDLearner):
         return loss
 
     def end_task(self, task: Task) -> None:
+        self.remember(task)
+        super().end_task(task)
+
+    def remember(self, task: Task) -> None:
+        """Offer the current task's training samples to the memory (class-balanced or reservoir)."""
         task_ids = torch.full((len(self.y_),), task.task_id, dtype=torch.long)
         if self.class_balanced:
             self._balance(self.x_, self.y_, task_ids)
         else:
             self._reservoir(self.x_, self.y_, task_ids)
-        super().end_task(task)
 
     def _reservoir(self, x: torch.Tensor, y: torch.Tensor, task_ids: torch.Tensor) -> None:
         """Offer each new sample to the memory in turn; sample number k is kept with probability size/k."""

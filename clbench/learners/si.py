@@ -50,37 +50,34 @@ class SI(SGDLearner):
         self.previous_: torch.Tensor | None = None               # θ before the step being accounted
         self.tasks_done_ = 0
 
-    def flat_weights(self) -> torch.Tensor:
-        return torch.cat([p.reshape(-1) for p in self.model_.parameters()])
-
     def begin_task(self, task: Task) -> None:
         super().begin_task(task)
         self.path_.zero_()
-        self.start_ = self.flat_weights().detach().clone()
-        self.previous_ = self.start_.clone()
+        self.start_ = self.flat_weights().detach()
+        self.previous_ = self.start_
 
-    def account_step(self) -> None:
-        """Add the last step's −g·Δθ to ω. `fit_task` calls `loss` right after each step, before
-        the gradients are cleared, so the step's gradient is still in `.grad`."""
+    def account_step(self, now: torch.Tensor) -> None:
+        """Add the last step's −g·Δθ to ω, `now` the weights after it. `fit_task` calls `loss` right
+        after each step, before the gradients are cleared, so the step's gradient is still in `.grad`."""
         grads = [p.grad for p in self.model_.parameters()]
         if self.previous_ is None or any(g is None for g in grads):
             return
         with torch.no_grad():
-            now = self.flat_weights()
             self.path_ -= torch.cat([g.reshape(-1) for g in grads]) * (now - self.previous_)
-            self.previous_ = now.clone()
+            self.previous_ = now
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        self.account_step()
+        weights = self.flat_weights()        # once per step: the accounting and the penalty
+        self.account_step(weights.detach())
         loss = super().loss(x, y, mask)
         if self.c > 0 and self.tasks_done_ > 0:
-            loss = loss + self.c * (self.importance_ * (self.flat_weights() - self.anchor_) ** 2).sum()
+            loss = loss + self.c * (self.importance_ * (weights - self.anchor_) ** 2).sum()
         return loss
 
     def end_task(self, task: Task) -> None:
-        self.account_step()  # the task's last step
         with torch.no_grad():
-            end = self.flat_weights().clone()
+            end = self.flat_weights()
+            self.account_step(end)  # the task's last step
             self.omega_ += self.path_ / ((end - self.start_) ** 2 + self.xi)
             self.importance_ = self.omega_.clamp(max=self.clip)
             self.anchor_ = end
