@@ -84,23 +84,11 @@ def instantiate(config: dict[str, Any]):
     return make_learner(cls, config["learner"]["fields"], config["learner"]["name"], "config")
 
 
-CHECKPOINTS_KEY = "_checkpoints"  # a results folder a suite adds to the configs it hands to local executors
-
-
 def execute(config: dict[str, Any], progress=None, checkpoint=None):
     """Run a resolved config and return its `RunResult`; with a `clbench.checkpoint.Checkpoint`,
-    save per-task checkpoints there and resume from the last one. A config carrying
-    `CHECKPOINTS_KEY` (a suite's results folder) checkpoints under that folder."""
+    save per-task checkpoints there and resume from the last one."""
     from clbench.runner import run
     from clbench.scenario import build_scenario
-
-    if CHECKPOINTS_KEY in config:
-        from clbench.checkpoint import Checkpoint
-        from clbench.results import run_id
-
-        root = config[CHECKPOINTS_KEY]
-        config = {k: v for k, v in config.items() if k != CHECKPOINTS_KEY}
-        checkpoint = Checkpoint.for_run(root, run_id(config))
 
     scenario = build_scenario(config["scenario"])
     return run(scenario, instantiate(config), config["seed"], progress=progress, checkpoint=checkpoint)
