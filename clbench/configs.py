@@ -146,26 +146,25 @@ def run_config(scenario: str | dict[str, Any] = "split-digits", learner: str = "
     elif protocol is not None:
         scenario = {**scenario, "protocol": check_protocol(protocol)}
     config = resolve(scenario, learner, dict(overrides or {}), seed)
-    check_output_folder(Path(results))
-    existing = None if force else find_run(Path(results), run_id(config))
-    if existing is None:
-        if threads is not None:
-            from clbench.executors import use_threads
+    results = check_output_folder(Path(results))
+    rid = run_id(config)
+    existing = None if force else find_run(results, rid)
+    if existing is not None:
+        return StoredRun(existing, *read_run(existing), reused=True)
+    if threads is not None:
+        from clbench.executors import use_threads
 
-            use_threads(threads)
-        from clbench.checkpoint import Checkpoint
+        use_threads(threads)
+    from clbench.checkpoint import Checkpoint
 
-        checkpoint = Checkpoint.for_run(results, run_id(config))
-        if force:
-            checkpoint.remove()
-        result = _execute_or_record(config, Path(results), progress, checkpoint)
-        existing = write_run(Path(results), config, result.rows, files=result.files)
-        if not keep_checkpoints:
-            checkpoint.remove()
-        record, rows = read_run(existing)
-        return StoredRun(existing, record, rows)
-    record, rows = read_run(existing)
-    return StoredRun(existing, record, rows, reused=True)
+    checkpoint = Checkpoint.for_run(results, rid)
+    if force:
+        checkpoint.remove()
+    result = _execute_or_record(config, results, progress, checkpoint)
+    path = write_run(results, config, result.rows, files=result.files)
+    if not keep_checkpoints:
+        checkpoint.remove()
+    return StoredRun(path, *read_run(path))  # the record write_run made; rows as a reused run gives them
 
 
 def _execute_or_record(config: dict[str, Any], results: Path, progress, checkpoint=None):
