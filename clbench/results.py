@@ -25,7 +25,6 @@ import numpy as np
 
 ROW_FIELDS = ("after_task", "eval_task", "accuracy", "n_samples", "train_seconds", "eval_seconds",
               "peak_memory_mb")  # peak memory while training and evaluating that row (MiB; absent in older runs)
-VALUE_COLUMNS = ("accuracy", "bpc")  # a run's rows carry one of these (its scenario's measure)
 RUN_FILE = "run.json"
 ROWS_FILE = "rows.csv"
 
