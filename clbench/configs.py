@@ -172,7 +172,7 @@ def _execute_or_record(config: dict[str, Any], results: Path, progress, checkpoi
     written under `results` as a suite writes it, and `RunFailed` names its traceback file."""
     import traceback
 
-    from clbench.errors import RunFailed
+    from clbench.errors import RunFailed, one_line
     from clbench.results import write_run
 
     rows: list[dict] = []
@@ -187,7 +187,7 @@ def _execute_or_record(config: dict[str, Any], results: Path, progress, checkpoi
     except UsageError:  # a mistake in the config found only when the run starts: exit 2, nothing recorded
         raise
     except Exception as err:  # noqa: BLE001 - recorded as a failed run, reported in one line
-        message = f"{type(err).__name__}: {' '.join(str(err).split()) or '(no message)'}"
+        message = one_line(err)
         text = traceback.format_exc()
         path = write_run(results, config, rows, status="failed", extra={"error": message, "traceback": text},
                          files={"traceback.txt": text})

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clbench.errors import UsageError
+from clbench.errors import UsageError, one_line
 
 EXECUTORS = ("local", "ray")
 TICK_SECONDS = 0.5
@@ -91,8 +91,7 @@ def run_one(run_id: str, config: dict[str, Any], threads: int = 1, checkpoints: 
     try:
         result = execute(config, progress=lambda after_task, new: rows.extend(new), checkpoint=checkpoint)
     except Exception as err:  # noqa: BLE001 - a failing run is recorded, the suite goes on
-        message = " ".join(str(err).split()) or "(no message)"
-        return Outcome(run_id, "failed", rows, f"{type(err).__name__}: {message}", traceback.format_exc(),
+        return Outcome(run_id, "failed", rows, one_line(err), traceback.format_exc(),
                        time.perf_counter() - start, worker, environment())
     return Outcome(run_id, "ok", result.rows, seconds=time.perf_counter() - start, worker=worker,
                    environment=environment(), files=result.files)
