@@ -126,7 +126,7 @@ def write_outcome(root: Path, config: dict[str, Any], outcome) -> Path:
     extra: dict[str, Any] = {"seconds": round(outcome.seconds, 3), "worker": outcome.worker}
     if outcome.environment:
         extra["environment"] = outcome.environment
-    files = dict(getattr(outcome, "files", None) or {})
+    files = dict(outcome.files)
     if outcome.status != "ok":
         extra["error"] = outcome.error
         extra["traceback"] = outcome.traceback
