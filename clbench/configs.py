@@ -84,23 +84,11 @@ def instantiate(config: dict[str, Any]):
     return make_learner(cls, config["learner"]["fields"], config["learner"]["name"], "config")
 
 
-CHECKPOINTS_KEY = "_checkpoints"  # a results folder a suite adds to the configs it hands to local executors
-
-
 def execute(config: dict[str, Any], progress=None, checkpoint=None):
     """Run a resolved config and return its `RunResult`; with a `clbench.checkpoint.Checkpoint`,
-    save per-task checkpoints there and resume from the last one. A config carrying
-    `CHECKPOINTS_KEY` (a suite's results folder) checkpoints under that folder."""
+    save per-task checkpoints there and resume from the last one."""
     from clbench.runner import run
     from clbench.scenario import build_scenario
-
-    if CHECKPOINTS_KEY in config:
-        from clbench.checkpoint import Checkpoint
-        from clbench.results import run_id
-
-        root = config[CHECKPOINTS_KEY]
-        config = {k: v for k, v in config.items() if k != CHECKPOINTS_KEY}
-        checkpoint = Checkpoint.for_run(root, run_id(config))
 
     scenario = build_scenario(config["scenario"])
     return run(scenario, instantiate(config), config["seed"], progress=progress, checkpoint=checkpoint)
@@ -158,26 +146,25 @@ def run_config(scenario: str | dict[str, Any] = "split-digits", learner: str = "
     elif protocol is not None:
         scenario = {**scenario, "protocol": check_protocol(protocol)}
     config = resolve(scenario, learner, dict(overrides or {}), seed)
-    check_output_folder(Path(results))
-    existing = None if force else find_run(Path(results), run_id(config))
-    if existing is None:
-        if threads is not None:
-            from clbench.executors import use_threads
+    results = check_output_folder(Path(results))
+    rid = run_id(config)
+    existing = None if force else find_run(results, rid)
+    if existing is not None:
+        return StoredRun(existing, *read_run(existing), reused=True)
+    if threads is not None:
+        from clbench.executors import use_threads
 
-            use_threads(threads)
-        from clbench.checkpoint import Checkpoint
+        use_threads(threads)
+    from clbench.checkpoint import Checkpoint
 
-        checkpoint = Checkpoint.for_run(results, run_id(config))
-        if force:
-            checkpoint.remove()
-        result = _execute_or_record(config, Path(results), progress, checkpoint)
-        existing = write_run(Path(results), config, result.rows, files=result.files)
-        if not keep_checkpoints:
-            checkpoint.remove()
-        record, rows = read_run(existing)
-        return StoredRun(existing, record, rows)
-    record, rows = read_run(existing)
-    return StoredRun(existing, record, rows, reused=True)
+    checkpoint = Checkpoint.for_run(results, rid)
+    if force:
+        checkpoint.remove()
+    result = _execute_or_record(config, results, progress, checkpoint)
+    path = write_run(results, config, result.rows, files=result.files)
+    if not keep_checkpoints:
+        checkpoint.remove()
+    return StoredRun(path, *read_run(path))  # the record write_run made; rows as a reused run gives them
 
 
 def _execute_or_record(config: dict[str, Any], results: Path, progress, checkpoint=None):
@@ -185,7 +172,7 @@ def _execute_or_record(config: dict[str, Any], results: Path, progress, checkpoi
     written under `results` as a suite writes it, and `RunFailed` names its traceback file."""
     import traceback
 
-    from clbench.errors import RunFailed
+    from clbench.errors import RunFailed, one_line
     from clbench.results import write_run
 
     rows: list[dict] = []
@@ -200,7 +187,7 @@ def _execute_or_record(config: dict[str, Any], results: Path, progress, checkpoi
     except UsageError:  # a mistake in the config found only when the run starts: exit 2, nothing recorded
         raise
     except Exception as err:  # noqa: BLE001 - recorded as a failed run, reported in one line
-        message = f"{type(err).__name__}: {' '.join(str(err).split()) or '(no message)'}"
+        message = one_line(err)
         text = traceback.format_exc()
         path = write_run(results, config, rows, status="failed", extra={"error": message, "traceback": text},
                          files={"traceback.txt": text})

@@ -18,6 +18,11 @@ def unknown_name_error(kind: str, name: str, known: Iterable[str], context: str 
     return UsageError(f"unknown {kind} {name!r}{context}{hint} (valid: {', '.join(known)})")
 
 
+def one_line(err: BaseException) -> str:
+    """An exception as the one line a failed run or import is reported by: "ValueError: the message"."""
+    return f"{type(err).__name__}: {' '.join(str(err).split()) or '(no message)'}"
+
+
 class RunFailed(RuntimeError):
     """A run that started and failed (its loss diverged, the learner raised). The failed run is
     recorded; `traceback_path` is the file holding its traceback."""

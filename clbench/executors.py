@@ -12,7 +12,8 @@ A run's rows do not depend on the executor: each run seeds everything from its c
 keeps no state from one run to the next but imported modules and loaded datasets, and each
 run uses the same number of torch threads everywhere (`threads`, 1 by default: the toy-size
 models here run fastest single-threaded, and many single-threaded runs side by side use the
-cores better than one run on several threads).
+cores better than one run on several threads). Given a results folder (`checkpoints`), the
+executors that run on this machine save per-task checkpoints under it and resume from them.
 
 This module imports neither torch nor ray at import time.
 """
@@ -29,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clbench.errors import UsageError
+from clbench.errors import UsageError, one_line
 
 EXECUTORS = ("local", "ray")
 TICK_SECONDS = 0.5
@@ -75,8 +76,10 @@ def use_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def run_one(run_id: str, config: dict[str, Any], threads: int = 1) -> Outcome:
-    """Run one resolved config here and return its outcome; never raises for a failing run."""
+def run_one(run_id: str, config: dict[str, Any], threads: int = 1, checkpoints: str | None = None) -> Outcome:
+    """Run one resolved config here and return its outcome; never raises for a failing run. With
+    a results folder `checkpoints`, the run checkpoints each task under it and resumes from there."""
+    from clbench.checkpoint import Checkpoint
     from clbench.configs import execute
     from clbench.results import environment
 
@@ -84,11 +87,11 @@ def run_one(run_id: str, config: dict[str, Any], threads: int = 1) -> Outcome:
     rows: list[dict] = []
     start = time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    checkpoint = Checkpoint.for_run(checkpoints, run_id) if checkpoints is not None else None
     try:
-        result = execute(config, progress=lambda after_task, new: rows.extend(new))
+        result = execute(config, progress=lambda after_task, new: rows.extend(new), checkpoint=checkpoint)
     except Exception as err:  # noqa: BLE001 - a failing run is recorded, the suite goes on
-        message = " ".join(str(err).split()) or "(no message)"
-        return Outcome(run_id, "failed", rows, f"{type(err).__name__}: {message}", traceback.format_exc(),
+        return Outcome(run_id, "failed", rows, one_line(err), traceback.format_exc(),
                        time.perf_counter() - start, worker, environment())
     return Outcome(run_id, "ok", result.rows, seconds=time.perf_counter() - start, worker=worker,
                    environment=environment(), files=result.files)
@@ -118,7 +121,7 @@ class InProcess:
         """Stop after the run in progress."""
         self._stop.set()
 
-    def execute(self, jobs: Sequence[Job]) -> Iterator[RunStarted | Outcome | None]:
+    def execute(self, jobs: Sequence[Job], checkpoints: str | None = None) -> Iterator[RunStarted | Outcome | None]:
         events: queue.Queue = queue.Queue()
         done = object()
 
@@ -129,7 +132,7 @@ class InProcess:
                     if self._stop.is_set():
                         break
                     events.put(RunStarted(rid))
-                    events.put(run_one(rid, config, self.threads))
+                    events.put(run_one(rid, config, self.threads, checkpoints))
             finally:
                 events.put(done)
 
@@ -200,8 +203,8 @@ def _worker_main(conn, threads: int, parent_pid: int, slot: int = 0) -> None:
             return
         if job is None:
             return
-        rid, config = job
-        outcome = run_one(rid, config, threads)
+        rid, config, checkpoints = job
+        outcome = run_one(rid, config, threads, checkpoints)
         try:
             conn.send(outcome)
         except (BrokenPipeError, OSError):
@@ -279,7 +282,7 @@ class LocalPool:
             worker.conn.close()
         self._workers = []
 
-    def execute(self, jobs: Sequence[Job]) -> Iterator[RunStarted | Outcome | None]:
+    def execute(self, jobs: Sequence[Job], checkpoints: str | None = None) -> Iterator[RunStarted | Outcome | None]:
         from multiprocessing.connection import wait
 
         pending = deque(jobs)
@@ -290,7 +293,7 @@ class LocalPool:
                     break
                 worker = idle[0] if idle else self._start_worker()
                 worker.job = pending.popleft()
-                worker.conn.send(worker.job)
+                worker.conn.send((*worker.job, checkpoints))
                 yield RunStarted(worker.job[0])
             busy = [w for w in self._workers if w.job is not None]
             if not busy:

@@ -18,8 +18,6 @@ class RayExecutor:
     the suite joins that cluster and leaves it running. At most as many runs are in flight as
     the cluster has CPUs for, so "running" in the display means running."""
 
-    checkpoints_here = False  # runs may execute on other machines: no per-task checkpoints there
-
     def __init__(self, jobs: int | None = None, threads: int = 1, address: str | None = None) -> None:
         try:
             import ray
@@ -78,7 +76,9 @@ class RayExecutor:
         if self.ray.is_initialized():
             self.ray.shutdown()
 
-    def execute(self, jobs: Sequence[Job]) -> Iterator[RunStarted | Outcome | None]:
+    def execute(self, jobs: Sequence[Job], checkpoints: str | None = None) -> Iterator[RunStarted | Outcome | None]:
+        """Run `jobs` as Ray tasks. `checkpoints` is not used: runs may execute on other machines,
+        which cannot reach this one's results folder, so they save no per-task checkpoints."""
         ray = self.ray
         task = ray.remote(run_one).options(num_cpus=self.threads, num_gpus=self.gpus_per_run, max_retries=0,
                                            name="clbench-run")

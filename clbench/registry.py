@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
-from clbench.errors import UsageError, unknown_name_error
+from clbench.errors import UsageError, one_line, unknown_name_error
 
 BUILTIN_LEARNERS = {
     "finetune": "clbench.learners.finetune:Finetune",
@@ -130,8 +130,7 @@ def _import_failure(err: BaseException, what: str) -> UsageError:
     if isinstance(err, SyntaxError):
         where = f"{err.filename or what}, line {err.lineno}" if err.lineno else (err.filename or what)
         return UsageError(f"learner {what}: {type(err).__name__} in {where}: {err.msg}")
-    message = " ".join(str(err).split()) or "(no message)"
-    return UsageError(f"learner {what}: importing it failed: {type(err).__name__}: {message}")
+    return UsageError(f"learner {what}: importing it failed: {one_line(err)}")
 
 
 def load_object(ref: str) -> Any:

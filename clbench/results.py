@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import io
 import json
 import os
 import platform
@@ -24,7 +25,6 @@ import numpy as np
 
 ROW_FIELDS = ("after_task", "eval_task", "accuracy", "n_samples", "train_seconds", "eval_seconds",
               "peak_memory_mb")  # peak memory while training and evaluating that row (MiB; absent in older runs)
-VALUE_COLUMNS = ("accuracy", "bpc")  # a run's rows carry one of these (its scenario's measure)
 RUN_FILE = "run.json"
 ROWS_FILE = "rows.csv"
 
@@ -94,9 +94,9 @@ class DamagedRun(ValueError):
     """A run directory whose files are missing, unreadable or inconsistent."""
 
 
-def rows_digest(path: Path) -> tuple[int, str]:
-    """(number of data rows, sha256) of a rows.csv: what the completion record of run.json holds."""
-    data = Path(path).read_bytes()
+def rows_digest(data: bytes) -> tuple[int, str]:
+    """(number of data rows, sha256) of the bytes of a rows.csv: what the completion record of
+    run.json holds."""
     return max(0, data.count(b"\n") - 1), hashlib.sha256(data).hexdigest()
 
 
@@ -121,33 +121,41 @@ def check_run(path: Path) -> dict[str, Any]:
     count and sha256 of rows.csv), so a rows.csv cut short or changed afterwards is found. A run
     recorded before that is accepted when its rows parse and fill the (T+1) × T matrix.
     """
-    path = Path(path)
+    return _checked(Path(path))[0]
+
+
+def _checked(path: Path) -> tuple[dict[str, Any], bytes]:
+    """`check_run`'s record and the bytes of rows.csv it checked (read once, for `read_run` to parse)."""
     record = _read_record(path)
     if not (path / ROWS_FILE).is_file():
         raise DamagedRun(f"{ROWS_FILE} is missing")
+    data = (path / ROWS_FILE).read_bytes()
     complete = record.get("complete")
     if isinstance(complete, dict):
-        n_rows, sha256 = rows_digest(path / ROWS_FILE)
+        n_rows, sha256 = rows_digest(data)
         if sha256 != complete.get("rows_sha256"):
             raise DamagedRun(f"{ROWS_FILE} has changed since the run was written ({n_rows} rows, run.json "
                              f"records {complete.get('rows')}; cut short or edited)")
-        return record
+        return record, data
     if complete is not None:
         raise DamagedRun(f"{RUN_FILE} has a malformed completion record")
     if record.get("status", "ok") == "ok":
-        _check_legacy_rows(path / ROWS_FILE)
-    return record
+        _check_legacy_rows(data)
+    return record, data
 
 
-def _check_legacy_rows(path: Path) -> None:
+def _csv_rows(data: bytes) -> csv.DictReader:
+    return csv.DictReader(io.StringIO(data.decode(), newline=""))
+
+
+def _check_legacy_rows(data: bytes) -> None:
     """The rows of a run recorded before completion records: they must parse and fill the matrix."""
     cells = set()
     try:
-        with open(path, newline="") as fh:
-            for row in csv.DictReader(fh):
-                value = row.get("accuracy") if row.get("accuracy") not in (None, "") else row.get("bpc")
-                float(value)  # type: ignore[arg-type]
-                cells.add((int(row["after_task"]), int(row["eval_task"])))
+        for row in _csv_rows(data):
+            value = row.get("accuracy") if row.get("accuracy") not in (None, "") else row.get("bpc")
+            float(value)  # type: ignore[arg-type]
+            cells.add((int(row["after_task"]), int(row["eval_task"])))
     except (KeyError, TypeError, ValueError, csv.Error, UnicodeDecodeError) as err:
         raise DamagedRun(f"{ROWS_FILE} cannot be parsed ({type(err).__name__}: {err})") from None
     n_tasks = max((j for _, j in cells), default=0)
@@ -224,15 +232,17 @@ def write_run(root: Path, config: dict[str, Any], rows: list[dict], status: str 
     final = root / run_dir_name(config, rid)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{rid}-{os.getpid()}-", dir=root))
     try:
-        with open(tmp / ROWS_FILE, "w", newline="") as fh:
-            column = value_column(rows)
-            fields = tuple(column if f == "accuracy" else f for f in ROW_FIELDS)
-            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+        column = value_column(rows)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=tuple(column if f == "accuracy" else f for f in ROW_FIELDS),
+                                extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        data = out.getvalue().encode()
+        (tmp / ROWS_FILE).write_bytes(data)
         for name, text in (files or {}).items():
             (tmp / name).write_text(text)
-        n_rows, sha256 = rows_digest(tmp / ROWS_FILE)
+        n_rows, sha256 = rows_digest(data)
         record = {"run_id": rid, "status": status, "config": config, "environment": environment(), **(extra or {}),
                   "complete": {"rows": n_rows, "rows_sha256": sha256}}  # written last: the run is complete
         (tmp / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -297,16 +307,14 @@ def clean_stale(root: Path) -> list[Path]:
 def read_run(path: Path) -> tuple[dict[str, Any], list[dict]]:
     """(the run record, its rows with numbers parsed) of a run directory; `DamagedRun` (a
     ValueError) when it holds no complete, consistent run."""
-    path = Path(path)
-    record = check_run(path)
+    record, data = _checked(Path(path))
     rows = []
-    with open(path / ROWS_FILE, newline="") as fh:
-        for row in csv.DictReader(fh):
-            column = "bpc" if "bpc" in row else "accuracy"
-            rows.append({"after_task": int(row["after_task"]), "eval_task": int(row["eval_task"]),
-                         column: float(row[column]), "n_samples": int(row["n_samples"]),
-                         "train_seconds": float(row["train_seconds"]), "eval_seconds": float(row["eval_seconds"]),
-                         **({"peak_memory_mb": float(row["peak_memory_mb"])} if row.get("peak_memory_mb") else {})})
+    for row in _csv_rows(data):
+        column = "bpc" if "bpc" in row else "accuracy"
+        rows.append({"after_task": int(row["after_task"]), "eval_task": int(row["eval_task"]),
+                     column: float(row[column]), "n_samples": int(row["n_samples"]),
+                     "train_seconds": float(row["train_seconds"]), "eval_seconds": float(row["eval_seconds"]),
+                     **({"peak_memory_mb": float(row["peak_memory_mb"])} if row.get("peak_memory_mb") else {})})
     return record, rows
 
 

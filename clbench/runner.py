@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,6 +53,54 @@ def seed_everything(seed: int) -> None:
 def _sync() -> None:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
+
+
+def timed(fit: Callable, *args) -> tuple[Any, float]:
+    """(what `fit(*args)` returns, its wall-clock seconds, GPU work included)."""
+    _sync()
+    start = time.perf_counter()
+    out = fit(*args)
+    _sync()
+    return out, time.perf_counter() - start
+
+
+def reset_peak_memory() -> None:
+    """Start a new peak: the CUDA allocator's peak, and the process's peak resident set (Linux:
+    writing 5 to /proc/self/clear_refs resets VmHWM)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def peak_memory_mb() -> float:
+    """The peak since `reset_peak_memory`: GPU allocator bytes when a GPU is in use, else the peak
+    resident memory of the process (VmHWM; where /proc is missing, ru_maxrss since start)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def task_rows(after_task: int, results: list[tuple[float, int]], measure: str, train_seconds: float,
+              eval_seconds: float, memory: float) -> list[dict]:
+    """The tidy rows of one row of the matrix: `results` holds (value, n) per evaluated task."""
+    return [{"after_task": after_task, "eval_task": j + 1, measure: value, "n_samples": n,
+             "train_seconds": train_seconds, "eval_seconds": eval_seconds, "peak_memory_mb": memory}
+            for j, (value, n) in enumerate(results)]
 
 
 @torch.no_grad()
@@ -110,7 +159,7 @@ def run(scenario: Scenario, learner: Learner, seed: int,
     A scenario with a `"stream"` config runs along that stream instead (`clbench.stream_run`).
     """
     from clbench.checkpoint import can_checkpoint, restore_rng
-    from clbench.stream_run import peak_memory_mb, reset_peak_memory, run_stream
+    from clbench.stream_run import run_stream
 
     if scenario.config.get("stream"):
         return run_stream(scenario, learner, seed, progress=progress)
@@ -131,18 +180,11 @@ def run(scenario: Scenario, learner: Learner, seed: int,
         train_seconds = 0.0
         reset_peak_memory()
         if after_task > 0:
-            _sync()
-            start = time.perf_counter()
-            learner.fit_task(scenario[after_task - 1].for_training())
-            _sync()
-            train_seconds = time.perf_counter() - start
+            _, train_seconds = timed(learner.fit_task, scenario[after_task - 1].for_training())
         start = time.perf_counter()
         results = [evaluate(learner, task, measure) for task in scenario]
         eval_seconds = time.perf_counter() - start
-        memory = peak_memory_mb()
-        new = [{"after_task": after_task, "eval_task": j + 1, measure: value, "n_samples": n,
-                "train_seconds": train_seconds, "eval_seconds": eval_seconds, "peak_memory_mb": memory}
-               for j, (value, n) in enumerate(results)]
+        new = task_rows(after_task, results, measure, train_seconds, eval_seconds, peak_memory_mb())
         rows += new
         if saving and 0 < after_task < len(scenario):
             checkpoint.save(after_task, rows, learner.state_dict())

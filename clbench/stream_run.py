@@ -19,11 +19,12 @@ import time
 import numpy as np
 import torch
 
+from clbench.anytime import ANYTIME_FILE, LOSS_FILE
 from clbench.errors import UsageError
+from clbench.runner import (EVAL_BATCH_SIZE, RunResult, accuracy, peak_memory_mb, reset_peak_memory, seed_everything,
+                            task_rows, timed)
 from clbench.scenario import Scenario, Task
 from clbench.streams import check_stream, plan_stream
-
-from clbench.anytime import ANYTIME_FILE, LOSS_FILE
 
 ANYTIME_FIELDS = ("step", "samples", "task", "boundary", "eval_task", "accuracy", "n_samples")
 LOSS_FIELDS = ("step", "loss")
@@ -32,37 +33,6 @@ LOSS_FIELDS = ("step", "loss")
 def is_task_free(learner) -> bool:
     """Whether the learner trains batch by batch without boundaries (see the module docstring)."""
     return callable(getattr(learner, "fit_batch", None)) and getattr(learner, "task_free", True)
-
-
-def reset_peak_memory() -> None:
-    """Start a new peak: the CUDA allocator's peak, and the process's peak resident set (Linux:
-    writing 5 to /proc/self/clear_refs resets VmHWM)."""
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.reset_peak_memory_stats()
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        pass
-
-
-def peak_memory_mb() -> float:
-    """The peak since `reset_peak_memory`: GPU allocator bytes when a GPU is in use, else the peak
-    resident memory of the process (VmHWM; where /proc is missing, ru_maxrss since start)."""
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        return torch.cuda.max_memory_allocated() / 2**20
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def csv_text(rows: list[dict], fields: tuple[str, ...]) -> str:
@@ -86,8 +56,6 @@ def evaluator(scenario: Scenario):
     """A function learner -> [(accuracy, n)] per task. Outside task_il, all test sets go through
     `predict` together (the same predictions as task by task, in fewer, larger calls), which keeps
     frequent anytime evaluation cheap on small test sets (benchmarks/anytime_cost.py)."""
-    from clbench.runner import EVAL_BATCH_SIZE, accuracy
-
     if scenario.protocol == "task_il":
         return lambda learner: [accuracy(learner, task) for task in scenario]
     x = torch.cat([t.x_test for t in scenario])
@@ -106,8 +74,6 @@ def evaluator(scenario: Scenario):
 def run_stream(scenario: Scenario, learner, seed: int, progress=None):
     """Run `learner` along the stream that `scenario.config["stream"]` describes (everything seeded
     by `seed`); return a `RunResult` whose `files` hold the anytime and loss rows."""
-    from clbench.runner import RunResult, _sync, seed_everything
-
     stream = check_stream(scenario.config["stream"], "scenario stream")
     seed_everything(seed)
     learner.setup(scenario.spec, seed)
@@ -136,9 +102,7 @@ def run_stream(scenario: Scenario, learner, seed: int, progress=None):
     def boundary_row(after_task: int, train_seconds: float, memory: float) -> None:
         start = time.perf_counter()
         results = evaluate(boundary=True)
-        new = [{"after_task": after_task, "eval_task": j + 1, "accuracy": acc, "n_samples": n,
-                "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - start,
-                "peak_memory_mb": memory} for j, (acc, n) in enumerate(results)]
+        new = task_rows(after_task, results, "accuracy", train_seconds, time.perf_counter() - start, memory)
         rows.extend(new)
         if progress is not None:
             progress(after_task, new)
@@ -151,12 +115,7 @@ def run_stream(scenario: Scenario, learner, seed: int, progress=None):
         train_seconds = 0.0
         state["task"] = s + 1
         if not batched:
-            segment = _segment_task(scenario, plan, s, lo, hi)
-            _sync()
-            start = time.perf_counter()
-            learner.fit_task(segment)
-            _sync()
-            train_seconds = time.perf_counter() - start
+            _, train_seconds = timed(learner.fit_task, _segment_task(scenario, plan, s, lo, hi))
             state["step"] += -(-(hi - lo) // stream["batch_size"])
             state["samples"] = hi
         else:
@@ -165,11 +124,8 @@ def run_stream(scenario: Scenario, learner, seed: int, progress=None):
                 tasks, index = plan.task[b:e], plan.index[b:e]
                 x = torch.stack([x_all[int(t)][int(i)] for t, i in zip(tasks, index)])
                 y = torch.stack([y_all[int(t)][int(i)] for t, i in zip(tasks, index)])
-                _sync()
-                start = time.perf_counter()
-                loss = learner.fit_batch(x, y, torch.from_numpy(tasks) if task_ids_known else None)
-                _sync()
-                train_seconds += time.perf_counter() - start
+                loss, seconds = timed(learner.fit_batch, x, y, torch.from_numpy(tasks) if task_ids_known else None)
+                train_seconds += seconds
                 state["step"] += 1
                 state["samples"] = e
                 pending.append(float(loss) if loss is not None else float("nan"))

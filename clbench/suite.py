@@ -103,13 +103,9 @@ def execute_plan(runs: Sequence[PlannedRun], root: Path, executor) -> Iterator[S
     a second while nothing happens (for a live display)."""
     from clbench.executors import RunStarted
 
-    from clbench.configs import CHECKPOINTS_KEY
-
     by_id = {r.run_id: r for r in runs}
-    # Runs on this machine checkpoint each task under the results folder and resume from there.
-    local = getattr(executor, "checkpoints_here", True)
-    jobs = [(r.run_id, {**r.config, CHECKPOINTS_KEY: str(root)} if local else r.config) for r in runs]
-    for event in executor.execute(jobs):
+    # The executors that run on this machine checkpoint each task under the results folder.
+    for event in executor.execute([(r.run_id, r.config) for r in runs], checkpoints=str(root)):
         if event is None:
             yield None
         elif isinstance(event, RunStarted):
@@ -130,7 +126,7 @@ def write_outcome(root: Path, config: dict[str, Any], outcome) -> Path:
     extra: dict[str, Any] = {"seconds": round(outcome.seconds, 3), "worker": outcome.worker}
     if outcome.environment:
         extra["environment"] = outcome.environment
-    files = dict(getattr(outcome, "files", None) or {})
+    files = dict(outcome.files)
     if outcome.status != "ok":
         extra["error"] = outcome.error
         extra["traceback"] = outcome.traceback

@@ -117,9 +117,9 @@ def test_a_run_killed_with_sigkill_in_task_3_resumes_to_the_same_matrix(tmp_path
 
 
 def test_a_suite_run_checkpoints_under_the_results_folder_and_resumes(tmp_path):
-    """Local executors get the results folder with each config; the checkpoint is removed once
+    """Local executors get the results folder to checkpoint under; the checkpoint is removed once
     the suite writes the run."""
-    from clbench.configs import CHECKPOINTS_KEY, execute
+    from clbench.configs import execute
     from clbench.executors import InProcess
     from clbench.suite import execute_plan
     from clbench.suite_file import PlannedRun
@@ -132,7 +132,7 @@ def test_a_suite_run_checkpoints_under_the_results_folder_and_resumes(tmp_path):
         run(small("class_il"), killed_in(instantiate(config), 3), 2, checkpoint=checkpoint)
     assert checkpoint.latest() == 2
     seen = []
-    execute({**config, CHECKPOINTS_KEY: str(tmp_path)}, progress=lambda k, rows: seen.append(k))
+    execute(config, progress=lambda k, rows: seen.append(k), checkpoint=checkpoint)
     assert seen == [2, 3, 4, 5]
     events = list(execute_plan([PlannedRun(rid, config, "replay")], tmp_path, InProcess()))
     (finished,) = [e for e in events if e is not None and hasattr(e, "outcome")]
