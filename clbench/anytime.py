@@ -120,6 +120,26 @@ def windowed_forgetting(a: Anytime, window: int = DEFAULT_WINDOW) -> float:
     return float(np.mean(drops))
 
 
+def switch_steps(a: Anytime) -> list[int]:
+    """Steps of the boundaries between tasks (not the start, not the end)."""
+    return [int(s) for s, k, b in zip(a.step, a.task, a.boundary) if b and 0 < k < a.task.max()]
+
+
+def gap_depth(a: Anytime) -> float:
+    """The stability gap of one run: per switch, old-task accuracy at the switch minus its lowest
+    value before the next boundary, averaged over the switches (accuracy fraction). Lower is
+    better. De Lange et al. 2023 (docs/anytime.md)."""
+    switches = switch_steps(a)
+    ends = switches[1:] + [int(a.step.max())]
+    depths = []
+    for n_old, (s, end) in enumerate(zip(switches, ends), start=1):
+        old = a.acc[:, :n_old].mean(axis=1)
+        at_switch = old[(a.step == s) & a.boundary][0]
+        inside = (a.step > s) & (a.step <= end)
+        depths.append(at_switch - old[inside].min() if inside.any() else np.nan)
+    return float(np.nanmean(depths)) if depths else float("nan")
+
+
 ANYTIME_METRICS = {"aaa": aaa, "a_auc": a_auc, "min_acc": min_acc, "wc_acc": wc_acc, "wf": windowed_forgetting}
 LABELS = {"aaa": "AAA", "a_auc": "A_AUC", "min_acc": "min-ACC", "wc_acc": "WC-ACC", "wf": f"WF^({DEFAULT_WINDOW})"}
 HIGHER_IS_BETTER = {"aaa": True, "a_auc": True, "min_acc": True, "wc_acc": True, "wf": False}

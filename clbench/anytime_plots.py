@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from clbench.anytime import LOSS_FILE, Anytime, read_anytime, read_table
+from clbench.anytime import LOSS_FILE, Anytime, read_anytime, read_table, switch_steps
 from clbench.plot_style import new_figure, task_legend
 from clbench.stats import mean_sem_along
 
@@ -39,11 +39,6 @@ def _at(a: Anytime, steps: np.ndarray) -> np.ndarray:
     for e, s in enumerate(a.step.tolist()):
         first.setdefault(s, e)
     return a.acc[[first[s] for s in steps]]
-
-
-def switch_steps(a: Anytime) -> list[int]:
-    """Steps of the boundaries between tasks (not the start, not the end)."""
-    return [int(s) for s, k, b in zip(a.step, a.task, a.boundary) if b and 0 < k < a.task.max()]
 
 
 def task_curves(label: str, runs: Sequence[Anytime], n_seeds: int):
@@ -81,20 +76,6 @@ def gap_profile(a: Anytime, offsets: np.ndarray) -> np.ndarray:
         order = np.argsort(a.step, kind="stable")
         profiles.append(np.interp(s + offsets, a.step[order], old[order]))
     return np.mean(profiles, axis=0)
-
-
-def gap_depth(a: Anytime) -> float:
-    """The stability gap of one run: per switch, old-task accuracy at the switch minus its lowest
-    value before the next boundary, averaged over the switches (accuracy fraction)."""
-    switches = switch_steps(a)
-    ends = switches[1:] + [int(a.step.max())]
-    depths = []
-    for n_old, (s, end) in enumerate(zip(switches, ends), start=1):
-        old = a.acc[:, :n_old].mean(axis=1)
-        at_switch = old[(a.step == s) & a.boundary][0]
-        inside = (a.step > s) & (a.step <= end)
-        depths.append(at_switch - old[inside].min() if inside.any() else np.nan)
-    return float(np.nanmean(depths)) if depths else float("nan")
 
 
 def _offsets(runs: Sequence[Anytime]) -> np.ndarray:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from clbench.anytime import HIGHER_IS_BETTER, LABELS, read_anytime, summary
-from clbench.anytime_plots import gap_depth
+from clbench.anytime import HIGHER_IS_BETTER, LABELS, gap_depth, read_anytime, summary
 from clbench.stats import mean_sem
 
 COLUMNS = ("acc", "aaa", "a_auc", "min_acc", "wc_acc", "wf", "gap", "peak_memory_mb")
