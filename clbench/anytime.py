@@ -10,6 +10,7 @@ evaluation at a segment end). Task j is *seen* at e when j <= task[e]; it is *ol
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,14 +141,32 @@ def gap_depth(a: Anytime) -> float:
     return float(np.nanmean(depths)) if depths else float("nan")
 
 
-ANYTIME_METRICS = {"aaa": aaa, "a_auc": a_auc, "min_acc": min_acc, "wc_acc": wc_acc, "wf": windowed_forgetting}
-LABELS = {"aaa": "AAA", "a_auc": "A_AUC", "min_acc": "min-ACC", "wc_acc": "WC-ACC", "wf": f"WF^({DEFAULT_WINDOW})"}
-HIGHER_IS_BETTER = {"aaa": True, "a_auc": True, "min_acc": True, "wc_acc": True, "wf": False}
+@dataclass(frozen=True)
+class AnytimeMetric:
+    """An anytime metric's facts; everything that shows one (the anytime table, `clbench run`) reads its record."""
+
+    name: str
+    function: Callable[[Anytime], float]
+    label: str  # in tables and on the terminal
+    higher_is_better: bool = True
+
+    @property
+    def arrow(self) -> str:
+        return "\u2191" if self.higher_is_better else "\u2193"
+
+
+ANYTIME_METRICS: dict[str, AnytimeMetric] = {m.name: m for m in [
+    AnytimeMetric("aaa", aaa, "AAA"),
+    AnytimeMetric("a_auc", a_auc, "A_AUC"),
+    AnytimeMetric("min_acc", min_acc, "min-ACC"),
+    AnytimeMetric("wc_acc", wc_acc, "WC-ACC"),
+    AnytimeMetric("wf", windowed_forgetting, f"WF^({DEFAULT_WINDOW})", higher_is_better=False),
+]}
 
 
 def summary(a: Anytime) -> dict[str, float]:
     """Every anytime metric of a run, by name."""
-    return {name: fn(a) for name, fn in ANYTIME_METRICS.items()}
+    return {name: m.function(a) for name, m in ANYTIME_METRICS.items()}
 
 
 def read_table(path: Path, name: str) -> list[dict]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from clbench.anytime import HIGHER_IS_BETTER, LABELS, gap_depth, read_anytime, summary
+from clbench import metrics as M
+from clbench.anytime import ANYTIME_METRICS, DEFAULT_WINDOW, gap_depth, read_anytime, summary
 from clbench.stats import mean_sem
 
 COLUMNS = ("acc", "aaa", "a_auc", "min_acc", "wc_acc", "wf", "gap", "peak_memory_mb")
-HEADERS = {**LABELS, "acc": "final ACC", "gap": "stability gap", "peak_memory_mb": "peak memory (MiB)"}
+HEADERS = {"acc": f"final ACC {M.METRICS['acc'].arrow()}",
+           **{name: f"{m.label} {m.arrow}" for name, m in ANYTIME_METRICS.items()},
+           "gap": "stability gap \u2193", "peak_memory_mb": "peak memory (MiB)"}
 
 
 def group_values(group) -> dict[str, list[float]]:
@@ -20,7 +23,7 @@ def group_values(group) -> dict[str, list[float]]:
             continue
         for name, value in summary(a).items():
             values[name].append(value)
-        values["acc"].append(float(run.matrix[-1].mean()))
+        values["acc"].append(M.acc(run.matrix))
         values["gap"].append(gap_depth(a))
         memory = [r["peak_memory_mb"] for r in run.rows if "peak_memory_mb" in r]
         if memory:
@@ -42,10 +45,7 @@ def rows(groups: Sequence) -> list[dict]:
 
 def markdown(table: list[dict]) -> str:
     """The table in Markdown: accuracies in %, memory in MiB, mean ± SEM over seeds."""
-    arrows = {c: " ↑" if HIGHER_IS_BETTER.get(c, c == "acc") else " ↓" for c in COLUMNS}
-    arrows["peak_memory_mb"] = ""
-    arrows["gap"] = " ↓"
-    head = ["scenario", "protocol", "learner", "n"] + [HEADERS[c] + arrows[c] for c in COLUMNS]
+    head = ["scenario", "protocol", "learner", "n"] + [HEADERS[c] for c in COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
         cells = [r["scenario"], r["protocol"], r["learner"], str(r["n"])]
@@ -59,6 +59,6 @@ def markdown(table: list[dict]) -> str:
 
 CAPTION = ("Along the stream (anytime evaluation), mean ± SEM over seeds, in %: AAA (average anytime accuracy), "
            "A_AUC (area under the anytime accuracy curve per sample), min-ACC and WC-ACC (worst-case accuracy), "
-           "WF (windowed forgetting over 50 steps), stability gap (old-task accuracy at a switch minus its lowest "
-           "value before the next boundary); peak memory: the largest per-task peak (resident memory on the CPU, "
+           f"WF (windowed forgetting over {DEFAULT_WINDOW} steps), stability gap (old-task accuracy at a switch minus "
+           "its lowest value before the next boundary); peak memory: the largest per-task peak (resident memory on the CPU, "
            "allocator peak on a GPU). Definitions: docs/anytime.md.")
