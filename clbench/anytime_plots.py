@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from clbench.anytime import LOSS_FILE, Anytime, read_anytime, read_table, switch_steps
+from clbench.anytime import LOSS_FILE, Anytime, read_table, switch_steps
 from clbench.plot_style import new_figure, task_legend
 from clbench.stats import mean_sem_along
 
@@ -22,7 +22,8 @@ def _legend(ax) -> None:
 
 
 def anytime_runs(group) -> list[Anytime]:
-    return [a for a in (read_anytime(r.path) for r in group.runs) if a is not None]
+    """The anytime evaluations of the group's runs that have them."""
+    return [r.anytime for r in group.runs if r.anytime is not None]
 
 
 def _common_steps(runs: Sequence[Anytime]) -> np.ndarray:

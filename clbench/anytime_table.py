@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from clbench import metrics as M
-from clbench.anytime import ANYTIME_METRICS, DEFAULT_WINDOW, gap_depth, read_anytime, summary
+from clbench.anytime import ANYTIME_METRICS, DEFAULT_WINDOW, gap_depth, summary
 from clbench.stats import mean_sem
 
 COLUMNS = ("acc", "aaa", "a_auc", "min_acc", "wc_acc", "wf", "gap", "peak_memory_mb")
@@ -18,7 +18,7 @@ def group_values(group) -> dict[str, list[float]]:
     """Per column, the value of every run of the group that has anytime rows."""
     values: dict[str, list[float]] = {c: [] for c in COLUMNS}
     for run in group.runs:
-        a = read_anytime(run.path)
+        a = run.anytime
         if a is None:
             continue
         for name, value in summary(a).items():
