@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from clbench.anytime import LOSS_FILE, Anytime, read_table, switch_steps
-from clbench.plot_style import new_figure, task_legend
+from clbench.plot_style import curve, new_figure, task_legend
 from clbench.stats import mean_sem_along
 
 
@@ -54,10 +54,7 @@ def task_curves(label: str, runs: Sequence[Anytime], n_seeds: int):
     fig = new_figure(height=2.3)
     ax = fig.add_subplot()
     for j in range(n_tasks):
-        if not np.isnan(sem[:, j]).all():
-            ax.fill_between(steps, mean[:, j] - sem[:, j], mean[:, j] + sem[:, j], color=colours[j], alpha=0.2,
-                            linewidth=0)
-        ax.plot(steps, mean[:, j], color=colours[j], linewidth=1.0, label=f"task {j + 1}")
+        curve(ax, steps, mean[:, j], sem[:, j], colours[j], 0.2, linewidth=1.0, label=f"task {j + 1}")
     for s in switch_steps(runs[0]):
         ax.axvline(s, color="0.4", linestyle=":", linewidth=0.8)
     ax.set_ylim(-2, 102)
@@ -95,9 +92,7 @@ def stability_gap(entries: Sequence[tuple[str, Sequence[Anytime]]], styles):
     for label, runs in entries:
         mean, sem = mean_sem_along(100 * np.stack([gap_profile(a, offsets) for a in runs]))
         st = styles[label]
-        if not np.isnan(sem).all():
-            ax.fill_between(offsets, mean - sem, mean + sem, color=st.colour, alpha=0.18, linewidth=0)
-        ax.plot(offsets, mean, color=st.colour, linestyle=st.linestyle, linewidth=1.2, label=label)
+        curve(ax, offsets, mean, sem, st.colour, 0.18, linestyle=st.linestyle, linewidth=1.2, label=label)
     ax.axvline(0, color="0.4", linestyle=":", linewidth=0.8)
     ax.set_ylim(-2, 102)
     ax.set_xlabel("steps since the task switch")
@@ -120,9 +115,7 @@ def loss_curves(entries: Sequence[tuple[str, Sequence]], styles):
         steps = np.array([r["step"] for r in tables[0][:n]])
         mean, sem = mean_sem_along(np.array([[r["loss"] for r in t[:n]] for t in tables]))
         st = styles[label]
-        if not np.isnan(sem).all():
-            ax.fill_between(steps, mean - sem, mean + sem, color=st.colour, alpha=0.18, linewidth=0)
-        ax.plot(steps, mean, color=st.colour, linestyle=st.linestyle, linewidth=1.0, label=label)
+        curve(ax, steps, mean, sem, st.colour, 0.18, linestyle=st.linestyle, linewidth=1.0, label=label)
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss")
     ax.grid(axis="y", linewidth=0.4, alpha=0.4)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
 
 if TYPE_CHECKING:
     from clbench.aggregate import Group
@@ -79,6 +81,13 @@ def save(fig, stem: Path) -> tuple[Path, Path]:
     fig.savefig(pdf, metadata={"CreationDate": None, "Creator": "clbench"})  # reproducible bytes
     fig.savefig(png, metadata={"Software": "clbench"})
     return pdf, png
+
+
+def curve(ax, x, mean: np.ndarray, sem: np.ndarray, colour: Any, band_alpha: float, **line: Any) -> None:
+    """A mean curve over seeds with its SEM band (no band where the SEM is not defined, n = 1)."""
+    if not np.isnan(sem).all():
+        ax.fill_between(x, mean - sem, mean + sem, color=colour, alpha=band_alpha, linewidth=0)
+    ax.plot(x, mean, color=colour, **line)
 
 
 def legend_below(ax, entries: Sequence[tuple[str, "Group"]], handlelength: float) -> None:
