@@ -6,7 +6,7 @@ from typing import Sequence
 
 from clbench import metrics as M
 from clbench.anytime import ANYTIME_METRICS, DEFAULT_WINDOW, gap_depth, summary
-from clbench.stats import mean_sem
+from clbench.stats import finite, mean_sem
 
 COLUMNS = ("acc", "aaa", "a_auc", "min_acc", "wc_acc", "wf", "gap", "peak_memory_mb")
 HEADERS = {"acc": f"final ACC {M.METRICS['acc'].arrow()}",
@@ -39,8 +39,14 @@ def rows(groups: Sequence) -> list[dict]:
         if not values["aaa"]:
             continue
         out.append({"scenario": g.scenario, "protocol": g.protocol, "learner": g.learner, "n": len(values["aaa"]),
-                    **{c: mean_sem([v for v in values[c] if v == v])[:2] for c in COLUMNS}})
+                    **{c: mean_sem(finite(values[c]))[:2] for c in COLUMNS}})
     return out
+
+
+def csv_records(table: list[dict]) -> list[dict]:
+    """The table as flat records for CSV, in stored units (fractions, MiB): `<column>_mean`, `<column>_sem`."""
+    return [{**{k: r[k] for k in ("scenario", "protocol", "learner", "n")},
+             **{f"{c}_{kind}": value for c in COLUMNS for kind, value in zip(("mean", "sem"), r[c])}} for r in table]
 
 
 def markdown(table: list[dict]) -> str:

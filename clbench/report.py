@@ -91,19 +91,17 @@ def write_report(runs: list[StoredRun], out: Path, metric_names: Sequence[str] |
     from clbench import anytime_table  # runs along a stream: their anytime metrics
 
     along = anytime_table.rows(groups)
+    anytime_md = anytime_table.markdown(along) if along else ""
     if along:
-        put("tables/anytime.md", anytime_table.markdown(along))
-        put("tables/anytime.csv", to_csv([{k: v for k, v in r.items() if not isinstance(v, tuple)}
-                                          | {f"{c}_{s}": r[c][i] for c in anytime_table.COLUMNS
-                                             for i, s in enumerate(("mean", "sem"))} for r in along]))
+        put("tables/anytime.md", anytime_md)
+        put("tables/anytime.csv", to_csv(anytime_table.csv_records(along)))
     say(f"{name}.md and {name}.html")
     generated = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     context = dict(tables=tables, figures=drawn, failed=failed, groups=groups, notes=notes, sources=sources,
                    generated=generated, out=out, title="clbench comparison" if comparison else "clbench report",
                    metric_names=metric_names)
-    anytime_md = (f"\n## Along the stream\n\n{anytime_table.markdown(along)}\n{anytime_table.CAPTION}\n"
-                  if along else "")
-    put(f"{name}.md", report_markdown(**context) + anytime_md)
+    put(f"{name}.md", report_markdown(**context)
+        + (f"\n## Along the stream\n\n{anytime_md}\n{anytime_table.CAPTION}\n" if along else ""))
     put(f"{name}.html", report_html(**context))
     _prune(out, files)
     return Written(out, files, tables, drawn, failed, notes)
