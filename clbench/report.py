@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import clbench
 from clbench import metrics as M
-from clbench.aggregate import StoredRun, distinguishing_fields, failed_runs
+from clbench.aggregate import StoredRun, failed_runs
 from clbench.render import md_escape, table_csv, table_latex, table_markdown, table_rows, to_csv, run_records
 from clbench.tables import (RunComparison, Table, build_tables, caption_parts, cell_parts, definitions,
                             p_text, parse_metrics, seeds_cell, unique_slugs, usable_groups)
@@ -202,7 +202,7 @@ def report_html(*, tables, figures, failed, groups, notes, sources, generated, o
     by_slug: dict[str, list[tuple[Any, str]]] = {t.slug: [] for t in tables}
     for fig in figures:
         by_slug.setdefault(fig.table_slug, []).append((fig, base64.b64encode(fig.png.read_bytes()).decode("ascii")))
-    labels = distinguishing_fields(list(groups))
+    labels = {row.group.key: row.label for t in tables for row in t.rows}  # every group has a row
     group_views = [{
         "group": g, "label": labels[g.key], "version": str(g.config.get("clbench_version")),
         "runs": [(r, str((r.record.get("environment") or {}).get("git_revision")))
