@@ -10,15 +10,16 @@ from typing import Sequence
 import numpy as np
 
 from clbench.anytime import LOSS_FILE, Anytime, read_table, switch_steps
-from clbench.plot_style import curve, new_figure, task_legend
+from clbench.plot_style import curve, legend_columns, new_figure, task_legend
 from clbench.stats import mean_sem_along
 
 
 def _legend(ax) -> None:
+    """The learners' legend under the axes (in the order drawn; `plot_style.legend_below` reads row by row)."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ncol = max(1, min(len(labels), 48 // (max(len(label) for label in labels) + 6)))
-        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, handlelength=2.2)
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=legend_columns(labels),
+                  handlelength=2.2)
 
 
 def anytime_runs(group) -> list[Anytime]:
