@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from clbench import metrics
+from clbench.anytime import Anytime, read_anytime
 from clbench.results import RUN_FILE, DamagedRun, matrix_from_rows, read_run
 
 if TYPE_CHECKING:
@@ -67,6 +68,11 @@ class StoredRun:
     @cached_property
     def matrix(self) -> np.ndarray:
         return matrix_from_rows(self.rows)
+
+    @cached_property
+    def anytime(self) -> Anytime | None:
+        """The run's evaluations along its stream (`anytime.csv`), read once; None for a boundary-only run."""
+        return read_anytime(self.path)
 
 
 @dataclass

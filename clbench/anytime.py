@@ -10,6 +10,7 @@ evaluation at a segment end). Task j is *seen* at e when j <= task[e]; it is *ol
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,14 +121,52 @@ def windowed_forgetting(a: Anytime, window: int = DEFAULT_WINDOW) -> float:
     return float(np.mean(drops))
 
 
-ANYTIME_METRICS = {"aaa": aaa, "a_auc": a_auc, "min_acc": min_acc, "wc_acc": wc_acc, "wf": windowed_forgetting}
-LABELS = {"aaa": "AAA", "a_auc": "A_AUC", "min_acc": "min-ACC", "wc_acc": "WC-ACC", "wf": f"WF^({DEFAULT_WINDOW})"}
-HIGHER_IS_BETTER = {"aaa": True, "a_auc": True, "min_acc": True, "wc_acc": True, "wf": False}
+def switch_steps(a: Anytime) -> list[int]:
+    """Steps of the boundaries between tasks (not the start, not the end)."""
+    return [int(s) for s, k, b in zip(a.step, a.task, a.boundary) if b and 0 < k < a.task.max()]
+
+
+def gap_depth(a: Anytime) -> float:
+    """The stability gap of one run: per switch, old-task accuracy at the switch minus its lowest
+    value before the next boundary, averaged over the switches (accuracy fraction). Lower is
+    better. De Lange et al. 2023 (docs/anytime.md)."""
+    switches = switch_steps(a)
+    ends = switches[1:] + [int(a.step.max())]
+    depths = []
+    for n_old, (s, end) in enumerate(zip(switches, ends), start=1):
+        old = a.acc[:, :n_old].mean(axis=1)
+        at_switch = old[(a.step == s) & a.boundary][0]
+        inside = (a.step > s) & (a.step <= end)
+        depths.append(at_switch - old[inside].min() if inside.any() else np.nan)
+    return float(np.nanmean(depths)) if depths else float("nan")
+
+
+@dataclass(frozen=True)
+class AnytimeMetric:
+    """An anytime metric's facts; everything that shows one (the anytime table, `clbench run`) reads its record."""
+
+    name: str
+    function: Callable[[Anytime], float]
+    label: str  # in tables and on the terminal
+    higher_is_better: bool = True
+
+    @property
+    def arrow(self) -> str:
+        return "\u2191" if self.higher_is_better else "\u2193"
+
+
+ANYTIME_METRICS: dict[str, AnytimeMetric] = {m.name: m for m in [
+    AnytimeMetric("aaa", aaa, "AAA"),
+    AnytimeMetric("a_auc", a_auc, "A_AUC"),
+    AnytimeMetric("min_acc", min_acc, "min-ACC"),
+    AnytimeMetric("wc_acc", wc_acc, "WC-ACC"),
+    AnytimeMetric("wf", windowed_forgetting, f"WF^({DEFAULT_WINDOW})", higher_is_better=False),
+]}
 
 
 def summary(a: Anytime) -> dict[str, float]:
     """Every anytime metric of a run, by name."""
-    return {name: fn(a) for name, fn in ANYTIME_METRICS.items()}
+    return {name: m.function(a) for name, m in ANYTIME_METRICS.items()}
 
 
 def read_table(path: Path, name: str) -> list[dict]:

@@ -9,20 +9,22 @@ from typing import Sequence
 
 import numpy as np
 
-from clbench.anytime import LOSS_FILE, Anytime, read_anytime, read_table
-from clbench.plot_style import new_figure, task_legend
+from clbench.anytime import LOSS_FILE, Anytime, read_table, switch_steps
+from clbench.plot_style import curve, legend_columns, new_figure, task_legend
 from clbench.stats import mean_sem_along
 
 
 def _legend(ax) -> None:
+    """The learners' legend under the axes (in the order drawn; `plot_style.legend_below` reads row by row)."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ncol = max(1, min(len(labels), 48 // (max(len(label) for label in labels) + 6)))
-        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, handlelength=2.2)
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=legend_columns(labels),
+                  handlelength=2.2)
 
 
 def anytime_runs(group) -> list[Anytime]:
-    return [a for a in (read_anytime(r.path) for r in group.runs) if a is not None]
+    """The anytime evaluations of the group's runs that have them."""
+    return [r.anytime for r in group.runs if r.anytime is not None]
 
 
 def _common_steps(runs: Sequence[Anytime]) -> np.ndarray:
@@ -41,11 +43,6 @@ def _at(a: Anytime, steps: np.ndarray) -> np.ndarray:
     return a.acc[[first[s] for s in steps]]
 
 
-def switch_steps(a: Anytime) -> list[int]:
-    """Steps of the boundaries between tasks (not the start, not the end)."""
-    return [int(s) for s, k, b in zip(a.step, a.task, a.boundary) if b and 0 < k < a.task.max()]
-
-
 def task_curves(label: str, runs: Sequence[Anytime], n_seeds: int):
     """Each task's accuracy (%) at every evaluation, mean with SEM bands over seeds; dotted lines:
     boundaries (nominal task ends on a task-free stream)."""
@@ -58,10 +55,7 @@ def task_curves(label: str, runs: Sequence[Anytime], n_seeds: int):
     fig = new_figure(height=2.3)
     ax = fig.add_subplot()
     for j in range(n_tasks):
-        if not np.isnan(sem[:, j]).all():
-            ax.fill_between(steps, mean[:, j] - sem[:, j], mean[:, j] + sem[:, j], color=colours[j], alpha=0.2,
-                            linewidth=0)
-        ax.plot(steps, mean[:, j], color=colours[j], linewidth=1.0, label=f"task {j + 1}")
+        curve(ax, steps, mean[:, j], sem[:, j], colours[j], 0.2, linewidth=1.0, label=f"task {j + 1}")
     for s in switch_steps(runs[0]):
         ax.axvline(s, color="0.4", linestyle=":", linewidth=0.8)
     ax.set_ylim(-2, 102)
@@ -83,20 +77,6 @@ def gap_profile(a: Anytime, offsets: np.ndarray) -> np.ndarray:
     return np.mean(profiles, axis=0)
 
 
-def gap_depth(a: Anytime) -> float:
-    """The stability gap of one run: per switch, old-task accuracy at the switch minus its lowest
-    value before the next boundary, averaged over the switches (accuracy fraction)."""
-    switches = switch_steps(a)
-    ends = switches[1:] + [int(a.step.max())]
-    depths = []
-    for n_old, (s, end) in enumerate(zip(switches, ends), start=1):
-        old = a.acc[:, :n_old].mean(axis=1)
-        at_switch = old[(a.step == s) & a.boundary][0]
-        inside = (a.step > s) & (a.step <= end)
-        depths.append(at_switch - old[inside].min() if inside.any() else np.nan)
-    return float(np.nanmean(depths)) if depths else float("nan")
-
-
 def _offsets(runs: Sequence[Anytime]) -> np.ndarray:
     a = runs[0]
     switches = switch_steps(a)
@@ -113,9 +93,7 @@ def stability_gap(entries: Sequence[tuple[str, Sequence[Anytime]]], styles):
     for label, runs in entries:
         mean, sem = mean_sem_along(100 * np.stack([gap_profile(a, offsets) for a in runs]))
         st = styles[label]
-        if not np.isnan(sem).all():
-            ax.fill_between(offsets, mean - sem, mean + sem, color=st.colour, alpha=0.18, linewidth=0)
-        ax.plot(offsets, mean, color=st.colour, linestyle=st.linestyle, linewidth=1.2, label=label)
+        curve(ax, offsets, mean, sem, st.colour, 0.18, linestyle=st.linestyle, linewidth=1.2, label=label)
     ax.axvline(0, color="0.4", linestyle=":", linewidth=0.8)
     ax.set_ylim(-2, 102)
     ax.set_xlabel("steps since the task switch")
@@ -138,9 +116,7 @@ def loss_curves(entries: Sequence[tuple[str, Sequence]], styles):
         steps = np.array([r["step"] for r in tables[0][:n]])
         mean, sem = mean_sem_along(np.array([[r["loss"] for r in t[:n]] for t in tables]))
         st = styles[label]
-        if not np.isnan(sem).all():
-            ax.fill_between(steps, mean - sem, mean + sem, color=st.colour, alpha=0.18, linewidth=0)
-        ax.plot(steps, mean, color=st.colour, linestyle=st.linestyle, linewidth=1.0, label=label)
+        curve(ax, steps, mean, sem, st.colour, 0.18, linestyle=st.linestyle, linewidth=1.0, label=label)
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss")
     ax.grid(axis="y", linewidth=0.4, alpha=0.4)

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from clbench.anytime import HIGHER_IS_BETTER, LABELS, read_anytime, summary
-from clbench.anytime_plots import gap_depth
-from clbench.stats import mean_sem
+from clbench import metrics as M
+from clbench.anytime import ANYTIME_METRICS, DEFAULT_WINDOW, gap_depth, summary
+from clbench.stats import finite, mean_sem
 
 COLUMNS = ("acc", "aaa", "a_auc", "min_acc", "wc_acc", "wf", "gap", "peak_memory_mb")
-HEADERS = {**LABELS, "acc": "final ACC", "gap": "stability gap", "peak_memory_mb": "peak memory (MiB)"}
+HEADERS = {"acc": f"final ACC {M.METRICS['acc'].arrow()}",
+           **{name: f"{m.label} {m.arrow}" for name, m in ANYTIME_METRICS.items()},
+           "gap": "stability gap \u2193", "peak_memory_mb": "peak memory (MiB)"}
 
 
 def group_values(group) -> dict[str, list[float]]:
     """Per column, the value of every run of the group that has anytime rows."""
     values: dict[str, list[float]] = {c: [] for c in COLUMNS}
     for run in group.runs:
-        a = read_anytime(run.path)
+        a = run.anytime
         if a is None:
             continue
         for name, value in summary(a).items():
             values[name].append(value)
-        values["acc"].append(float(run.matrix[-1].mean()))
+        values["acc"].append(M.acc(run.matrix))
         values["gap"].append(gap_depth(a))
         memory = [r["peak_memory_mb"] for r in run.rows if "peak_memory_mb" in r]
         if memory:
@@ -37,16 +39,19 @@ def rows(groups: Sequence) -> list[dict]:
         if not values["aaa"]:
             continue
         out.append({"scenario": g.scenario, "protocol": g.protocol, "learner": g.learner, "n": len(values["aaa"]),
-                    **{c: mean_sem([v for v in values[c] if v == v])[:2] for c in COLUMNS}})
+                    **{c: mean_sem(finite(values[c]))[:2] for c in COLUMNS}})
     return out
+
+
+def csv_records(table: list[dict]) -> list[dict]:
+    """The table as flat records for CSV, in stored units (fractions, MiB): `<column>_mean`, `<column>_sem`."""
+    return [{**{k: r[k] for k in ("scenario", "protocol", "learner", "n")},
+             **{f"{c}_{kind}": value for c in COLUMNS for kind, value in zip(("mean", "sem"), r[c])}} for r in table]
 
 
 def markdown(table: list[dict]) -> str:
     """The table in Markdown: accuracies in %, memory in MiB, mean ± SEM over seeds."""
-    arrows = {c: " ↑" if HIGHER_IS_BETTER.get(c, c == "acc") else " ↓" for c in COLUMNS}
-    arrows["peak_memory_mb"] = ""
-    arrows["gap"] = " ↓"
-    head = ["scenario", "protocol", "learner", "n"] + [HEADERS[c] + arrows[c] for c in COLUMNS]
+    head = ["scenario", "protocol", "learner", "n"] + [HEADERS[c] for c in COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
         cells = [r["scenario"], r["protocol"], r["learner"], str(r["n"])]
@@ -60,6 +65,6 @@ def markdown(table: list[dict]) -> str:
 
 CAPTION = ("Along the stream (anytime evaluation), mean ± SEM over seeds, in %: AAA (average anytime accuracy), "
            "A_AUC (area under the anytime accuracy curve per sample), min-ACC and WC-ACC (worst-case accuracy), "
-           "WF (windowed forgetting over 50 steps), stability gap (old-task accuracy at a switch minus its lowest "
-           "value before the next boundary); peak memory: the largest per-task peak (resident memory on the CPU, "
+           f"WF (windowed forgetting over {DEFAULT_WINDOW} steps), stability gap (old-task accuracy at a switch minus "
+           "its lowest value before the next boundary); peak memory: the largest per-task peak (resident memory on the CPU, "
            "allocator peak on a GPU). Definitions: docs/anytime.md.")

@@ -74,7 +74,8 @@ def format_metric_list() -> str:
 
 def format_anytime(values: dict[str, float]) -> str:
     """One line of anytime metrics (clbench.anytime), in % (WF: lower is better)."""
-    from clbench.anytime import LABELS
+    from clbench.anytime import ANYTIME_METRICS
 
-    parts = [f"{LABELS[name]} {'n/a' if value != value else f'{100 * value:.1f}'}" for name, value in values.items()]
+    parts = [f"{ANYTIME_METRICS[name].label} {'n/a' if value != value else f'{100 * value:.1f}'}"
+             for name, value in values.items()]
     return "anytime (% along the stream): " + "   ".join(parts)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
 
 if TYPE_CHECKING:
     from clbench.aggregate import Group
@@ -81,16 +83,28 @@ def save(fig, stem: Path) -> tuple[Path, Path]:
     return pdf, png
 
 
+def curve(ax, x, mean: np.ndarray, sem: np.ndarray, colour: Any, band_alpha: float, **line: Any) -> None:
+    """A mean curve over seeds with its SEM band (no band where the SEM is not defined, n = 1)."""
+    if not np.isnan(sem).all():
+        ax.fill_between(x, mean - sem, mean + sem, color=colour, alpha=band_alpha, linewidth=0)
+    ax.plot(x, mean, color=colour, **line)
+
+
+def legend_columns(labels: Sequence[str]) -> int:
+    """How many legend entries fit one 3.4 in row (about 48 characters of 7 pt text with the handles)."""
+    return max(1, min(len(labels), 48 // (max(len(label) for label in labels) + 6)))
+
+
 def legend_below(ax, entries: Sequence[tuple[str, "Group"]], handlelength: float) -> None:
-    """A legend under the axes, read row by row, as many columns as fit one 3.4 in row (about 48
-    characters of 7 pt text with the handles). Labels carry n when learners have different n."""
+    """A legend under the axes, read row by row, as many columns as fit one row (`legend_columns`).
+    Labels carry n when learners have different n."""
     handles, labels = ax.get_legend_handles_labels()
     if not handles:
         return
     counts = {label: len(g.runs) for label, g in entries}
     if len(set(counts.values())) > 1:
         labels = [f"{label} (n={counts[label]})" if label in counts else label for label in labels]
-    ncol = max(1, min(len(labels), 48 // (max(len(label) for label in labels) + 6)))
+    ncol = legend_columns(labels)
     rows = -(-len(labels) // ncol)
     # matplotlib fills a legend column by column; reorder so that it reads row by row
     order = [r * ncol + c for c in range(ncol) for r in range(rows) if r * ncol + c < len(labels)]

@@ -21,8 +21,8 @@ import numpy as np
 
 from clbench import metrics as M
 from clbench.aggregate import Group
-from clbench.plot_style import (MARKERS, STYLE, WIDTH, Style, learner_styles, legend_below, new_figure, save,
-                                 task_legend, wrap)
+from clbench.plot_style import (MARKERS, STYLE, WIDTH, Style, curve, learner_styles, legend_below, new_figure,
+                                 save, task_legend, wrap)
 from clbench.stats import Summary, mean_sem_along
 from clbench.tables import slugify
 
@@ -146,10 +146,8 @@ def task_curves(label: str, group: Group, ylim: tuple[float, float] = (-2, 102))
     steps = np.arange(n_tasks + 1)
     for j in range(n_tasks):
         x = steps[j + 1:]
-        y, s = mean[j + 1:, j], sem[j + 1:, j]
-        if not np.isnan(s).all():
-            ax.fill_between(x, y - s, y + s, color=colours[j], alpha=0.2, linewidth=0)
-        ax.plot(x, y, color=colours[j], marker=MARKERS[j % len(MARKERS)], label=f"task {j + 1}")
+        curve(ax, x, mean[j + 1:, j], sem[j + 1:, j], colours[j], 0.2, marker=MARKERS[j % len(MARKERS)],
+              label=f"task {j + 1}")
     ax.set_xlim(0.7, n_tasks + 0.3)
     ax.set_ylim(*ylim)
     _round_ticks(ax, measure)
@@ -174,9 +172,7 @@ def seen_accuracy(entries: Sequence[tuple[str, Group]], styles: dict[str, Style]
         mean, sem = mean_sem_along(seen)
         x = np.arange(1, n_tasks + 1)
         st = styles[label]
-        if not np.isnan(sem).all():
-            ax.fill_between(x, mean - sem, mean + sem, color=st.colour, alpha=0.18, linewidth=0)
-        ax.plot(x, mean, color=st.colour, marker=st.marker, linestyle=st.linestyle, label=label)
+        curve(ax, x, mean, sem, st.colour, 0.18, marker=st.marker, linestyle=st.linestyle, label=label)
     ax.set_xticks(range(1, n_tasks + 1))
     ax.set_ylim(*ylim)
     _round_ticks(ax, measure)

@@ -115,11 +115,11 @@ def match_published(groups: Iterable, published: Iterable[Published]) -> list[Pu
         for (learner, scenario, protocol, metric), row in by_key.items():
             if (learner, scenario, protocol) != (group.learner, group.scenario, group.protocol):
                 continue
-            values = group.values(metric)
-            if not values:
+            by_seed = group.values_by_seed(metric)
+            if not by_seed:
                 continue
-            mean, sem, n = mean_sem([100 * v for v in values])
-            seeds = tuple(s for s, _ in group.values_by_seed(metric))
+            mean, sem, n = mean_sem([100 * v for _, v in by_seed])
+            seeds = tuple(s for s, _ in by_seed)
             out.append(PublishedMatch(row, mean, sem, n, seeds, labels.get(group.key, group.learner)))
     return out
 

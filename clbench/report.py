@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import clbench
 from clbench import metrics as M
-from clbench.aggregate import StoredRun, distinguishing_fields, failed_runs
+from clbench.aggregate import StoredRun, failed_runs
 from clbench.render import md_escape, table_csv, table_latex, table_markdown, table_rows, to_csv, run_records
 from clbench.tables import (RunComparison, Table, build_tables, caption_parts, cell_parts, definitions,
                             p_text, parse_metrics, seeds_cell, unique_slugs, usable_groups)
@@ -91,19 +91,17 @@ def write_report(runs: list[StoredRun], out: Path, metric_names: Sequence[str] |
     from clbench import anytime_table  # runs along a stream: their anytime metrics
 
     along = anytime_table.rows(groups)
+    anytime_md = anytime_table.markdown(along) if along else ""
     if along:
-        put("tables/anytime.md", anytime_table.markdown(along))
-        put("tables/anytime.csv", to_csv([{k: v for k, v in r.items() if not isinstance(v, tuple)}
-                                          | {f"{c}_{s}": r[c][i] for c in anytime_table.COLUMNS
-                                             for i, s in enumerate(("mean", "sem"))} for r in along]))
+        put("tables/anytime.md", anytime_md)
+        put("tables/anytime.csv", to_csv(anytime_table.csv_records(along)))
     say(f"{name}.md and {name}.html")
     generated = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     context = dict(tables=tables, figures=drawn, failed=failed, groups=groups, notes=notes, sources=sources,
                    generated=generated, out=out, title="clbench comparison" if comparison else "clbench report",
                    metric_names=metric_names)
-    anytime_md = (f"\n## Along the stream\n\n{anytime_table.markdown(along)}\n{anytime_table.CAPTION}\n"
-                  if along else "")
-    put(f"{name}.md", report_markdown(**context) + anytime_md)
+    put(f"{name}.md", report_markdown(**context)
+        + (f"\n## Along the stream\n\n{anytime_md}\n{anytime_table.CAPTION}\n" if along else ""))
     put(f"{name}.html", report_html(**context))
     _prune(out, files)
     return Written(out, files, tables, drawn, failed, notes)
@@ -204,7 +202,7 @@ def report_html(*, tables, figures, failed, groups, notes, sources, generated, o
     by_slug: dict[str, list[tuple[Any, str]]] = {t.slug: [] for t in tables}
     for fig in figures:
         by_slug.setdefault(fig.table_slug, []).append((fig, base64.b64encode(fig.png.read_bytes()).decode("ascii")))
-    labels = distinguishing_fields(list(groups))
+    labels = {row.group.key: row.label for t in tables for row in t.rows}  # every group has a row
     group_views = [{
         "group": g, "label": labels[g.key], "version": str(g.config.get("clbench_version")),
         "runs": [(r, str((r.record.get("environment") or {}).get("git_revision")))
