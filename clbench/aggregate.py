@@ -218,7 +218,7 @@ def distinguishing_fields(groups: list[Group]) -> dict[str, str]:
         if len(same) == 1:
             labels[same[0].key] = same[0].learner
             continue
-        flat = [_flatten(g.config) for g in same]
+        flat = [flatten_config(g.config) for g in same]
         differing = sorted(k for k in set().union(*flat) if len({json.dumps(f.get(k)) for f in flat}) > 1)
         for shorten in (True, False):
             found = {}
@@ -244,11 +244,12 @@ def _short(value: Any, shorten: bool = True) -> str:
     return text[:8] + "…" if shorten and isinstance(value, str) and len(text) > 16 else text
 
 
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as one level of dotted keys: {"learner.fields.lr": 0.001, ...}."""
     out = {}
     for k, v in config.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten_config(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -280,6 +281,6 @@ def results_frame(root: Path | Iterable[Path], include_failed: bool = False) -> 
             continue
         head = {"run_id": run.run_id, "status": "ok" if run.ok else run.problem, "path": str(run.path),
                 "measure": metrics.measure_of(run.config).name if _groupable(run.config) else None,
-                **_flatten(run.config)}
+                **flatten_config(run.config)}
         records += [{**head, **row} for row in run.rows] if run.ok else [head]
     return pd.DataFrame.from_records(records)

@@ -292,7 +292,7 @@ def fetch(
     typer.echo(f"{name}: verified, in {where}")
 
 
-from clbench import cli_results  # noqa: E402,F401 (registers report, compare, published and baselines)
+from clbench import cli_results  # noqa: E402,F401 (registers report, compare, published, baselines and verify)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The commands that read recorded runs: `report`, `compare`, `published` and `baselines`
+"""The commands that read recorded runs: `report`, `compare`, `published`, `baselines` and `verify`
 (registered on `clbench.cli.app`, which imports this module; the CLI only parses and prints).
 """
 from __future__ import annotations
@@ -145,3 +145,30 @@ def baselines(name: Optional[str] = typer.Argument(None, help="a shipped set of 
         typer.echo(f"{'published':<12} {'':>9} {shipped.published_csv()}")
     except UsageError as err:
         fail(str(err))
+
+
+@app.command()
+def verify(
+    folders: List[Path] = typer.Argument(..., help="folders of recorded runs, e.g. baselines/native-digits or "
+                                         "\"$(clbench baselines hope)\""),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="skip groups whose recorded run took "
+                                                "longer than this"),
+    learners: List[str] = typer.Option([], "--learner", "-l", help="only groups of this learner name (repeatable)"),
+    threads: int = typer.Option(1, "--threads", help="torch threads for the re-runs"),
+) -> None:
+    """Re-run the lowest seed of every recorded group with the code as it is now and require the
+    stored matrix back exactly; name each group to re-record. Exit 1 if any."""
+    from clbench.verify import summary, verify as verify_groups
+
+    if threads < 1:
+        fail(f"--threads must be at least 1, got {threads}")
+    if max_seconds is not None and not max_seconds >= 0:
+        fail(f"--max-seconds must be a number of seconds ≥ 0, got {max_seconds}")
+    try:
+        verdicts = verify_groups(folders, max_seconds=max_seconds, learners=learners, threads=threads,
+                                 on_verdict=lambda v: typer.echo(v.line()))
+    except UsageError as err:
+        fail(str(err))
+    typer.echo(summary(verdicts))
+    if any(v.needs_recording for v in verdicts):
+        raise typer.Exit(1)

@@ -74,7 +74,19 @@ def environment() -> dict[str, Any]:
         except PackageNotFoundError:
             versions[package] = None
     return {"versions": versions, "git_revision": _git_revision(), "platform": platform.platform(),
-            "hostname": platform.node()}
+            "cpu": _cpu_model(), "hostname": platform.node()}
+
+
+def _cpu_model() -> str:
+    """The processor's model name (floating-point kernels, and so the last bits of results, may
+    differ between processors: `clbench verify` names it when a re-run differs)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _git_revision() -> str | None:

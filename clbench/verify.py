@@ -1,0 +1,183 @@
+"""Checking recorded results against the code as it is now (`clbench verify`).
+
+A run id hashes the resolved config, which holds a user file learner's source hash and the
+`code_version` a built-in learner declares, so a learner whose declared behaviour changed gets new
+run ids. A change that forgot to bump the version would still reuse old runs silently; this is
+the check that catches it: re-run the lowest seed of every recorded group and require the stored
+matrix back exactly, naming each group whose results the code no longer reproduces.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clbench.aggregate import StoredRun, distinguishing_fields, flatten_config, group_runs
+from clbench.errors import UsageError
+
+NEEDS_RECORDING = ("differs", "stale", "failed")  # verdicts that mean: re-record this group
+
+
+@dataclass
+class Verdict:
+    """What re-running one group's lowest seed found: `same`, `differs` (other numbers), `stale`
+    (the code now resolves the config differently, e.g. a bumped code_version or changed data),
+    `failed` (the re-run raised) or `skipped` (over the time limit)."""
+
+    group: str
+    seed: int
+    run: Path
+    verdict: str
+    detail: str = ""
+    seconds: float = 0.0
+
+    @property
+    def needs_recording(self) -> bool:
+        return self.verdict in NEEDS_RECORDING
+
+    def line(self) -> str:
+        head = f"{self.verdict.upper() if self.needs_recording else self.verdict:<8} {self.group} (seed {self.seed}"
+        head += f", {self.seconds:.1f} s)" if self.seconds else ")"
+        return head + (f": {self.detail}" if self.detail else "")
+
+
+def recorded_seconds(run: StoredRun) -> float:
+    """How long the run took when recorded: its record's wall time, else its rows' train + eval time."""
+    seconds = run.record.get("seconds")
+    if isinstance(seconds, (int, float)):
+        return float(seconds)
+    return float(sum(r["train_seconds"] + r["eval_seconds"] for r in run.rows))
+
+
+def config_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The keys (dotted) whose values differ between two resolved configs, as "key: old → new";
+    the clbench version is left out (it names the package release, not what a run computes)."""
+    old, new = flatten_config(recorded), flatten_config(current)
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if key == "clbench_version":
+            continue
+        before, after = (json.dumps(d[key], sort_keys=True) if key in d else "absent" for d in (old, new))
+        if before != after:
+            changes.append(f"{key}: {_cut(before)} → {_cut(after)}")
+    return changes
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 24 else text[:12] + "…"
+
+
+def matrix_difference(recorded: np.ndarray, fresh: np.ndarray, config: dict[str, Any]) -> str | None:
+    """None when the two matrices are equal to the last bit, else which cells differ and by how much."""
+    from clbench.metrics import measure_of
+
+    if recorded.shape != fresh.shape:
+        return f"the matrix has shape {fresh.shape} now, {recorded.shape} recorded"
+    unequal = recorded != fresh
+    if not unequal.any():
+        return None
+    gap = np.where(unequal, np.abs(recorded - fresh), -1.0)
+    i, j = np.unravel_index(int(np.argmax(gap)), gap.shape)
+    measure = measure_of(config)
+    show = lambda v: f"{measure.scale * v:.{measure.decimals + 2}f}"  # noqa: E731
+    return (f"{int(unequal.sum())} of {unequal.size} cells differ, the largest R[{i},{j + 1}]: "
+            f"{show(recorded[i, j])} recorded, {show(fresh[i, j])} now")
+
+
+def _version_changes(record: dict[str, Any]) -> str:
+    """"recorded with torch 2.13.0 (now 2.14.1)" for every package (and the processor) that changed since the run."""
+    from clbench.results import environment
+
+    recorded = record.get("environment") or {}
+    then = {**(recorded.get("versions") or {}), **({"cpu": recorded["cpu"]} if "cpu" in recorded else {})}
+    now = {**environment()["versions"], "cpu": environment()["cpu"]}
+    moved = [f"{name} {then[name]} (now {now.get(name)})" for name in sorted(then)
+             if name != "clbench" and then[name] != now.get(name)]
+    return f"; recorded with {', '.join(moved)}" if moved else ""
+
+
+def resolve_again(label: str, run: StoredRun) -> tuple[dict[str, Any] | None, Verdict | None]:
+    """(`run`'s config resolved by the code as it is now, None) or (None, a `stale` verdict when
+    that differs from the recorded one: nothing needs to run to know the group is out of date)."""
+    from clbench.configs import resolve
+
+    config = run.config
+    try:
+        current = resolve(config["scenario"], config["learner"]["class"], config["learner"]["fields"],
+                          config["seed"], where=str(run.path / "run.json"), name=config["learner"]["name"])
+    except UsageError as err:
+        return None, Verdict(label, run.seed, run.path, "stale", f"its config no longer resolves: {err}")
+    changes = config_changes(config, current)
+    if changes:
+        more = f"; and {len(changes) - 3} more" if len(changes) > 3 else ""
+        return None, Verdict(label, run.seed, run.path, "stale", "the code resolves its config differently: "
+                             + "; ".join(changes[:3]) + more)
+    return current, None
+
+
+def rerun(label: str, run: StoredRun, current: dict[str, Any], threads: int = 1) -> Verdict:
+    """Run the resolved config here and compare its matrix with the recorded one."""
+    import time
+
+    from clbench.executors import run_one
+    from clbench.results import matrix_from_rows, run_id
+
+    start = time.perf_counter()
+    outcome = run_one(run_id(current), current, threads)
+    seconds = time.perf_counter() - start
+    if outcome.status != "ok":
+        return Verdict(label, run.seed, run.path, "failed", str(outcome.error), seconds)
+    difference = matrix_difference(run.matrix, matrix_from_rows(outcome.rows), run.config)
+    if difference is None:
+        return Verdict(label, run.seed, run.path, "same", seconds=seconds)
+    return Verdict(label, run.seed, run.path, "differs", difference + _version_changes(run.record), seconds)
+
+
+def verify(folders: Sequence[Path | str], *, max_seconds: float | None = None,
+           learners: Iterable[str] = (), threads: int = 1,
+           on_verdict: Callable[[Verdict], None] | None = None) -> list[Verdict]:
+    """A verdict per recorded group (runs differing only by seed) under `folders`: its lowest seed
+    re-run and compared. `max_seconds` skips groups whose recorded run took longer; `learners`
+    keeps only groups of those learner names (a stale group is named whatever its time, since
+    telling it costs no run). `on_verdict` is called as each one comes."""
+    from clbench.tables import load_folder
+
+    runs = [run for folder in folders for run in load_folder(folder)]
+    groups = group_runs(runs)
+    labels = distinguishing_fields(groups)
+    wanted = set(learners)
+    unknown = wanted - {g.learner for g in groups}
+    if unknown:
+        raise UsageError(f"--learner {', '.join(sorted(unknown))}: no such learner among the recorded groups "
+                         f"(found: {', '.join(sorted({g.learner for g in groups}))})")
+    verdicts = []
+    for group in groups:
+        if wanted and group.learner not in wanted:
+            continue
+        run = min(group.runs, key=lambda r: r.seed)
+        label = f"{labels[group.key]} on {group.scenario} {group.protocol}"
+        current, verdict = resolve_again(label, run)
+        took = recorded_seconds(run)
+        if verdict is None and max_seconds is not None and took > max_seconds:
+            verdict = Verdict(label, run.seed, run.path, "skipped",
+                              f"its recorded run took {took:.0f} s, over --max-seconds {max_seconds:g}")
+        if verdict is None:
+            verdict = rerun(label, run, current, threads)
+        verdicts.append(verdict)
+        if on_verdict is not None:
+            on_verdict(verdict)
+    return verdicts
+
+
+def summary(verdicts: Sequence[Verdict]) -> str:
+    """"12 groups: 10 same, 1 differs, 1 stale" plus the groups to re-record."""
+    counts = {v: sum(x.verdict == v for x in verdicts) for v in ("same", *NEEDS_RECORDING, "skipped")}
+    text = f"{len(verdicts)} groups: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    redo = [v.group for v in verdicts if v.needs_recording]
+    if redo:
+        text += "\nre-record: " + "; ".join(redo)
+    return text

@@ -1,0 +1,97 @@
+"""`clbench verify`: recorded groups re-run with the code as it is now must give their stored
+matrices back exactly; a behaviour change without a version bump, a bumped version and changed
+code that no longer runs are each named as a group to re-record."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from clbench.configs import run_config
+from clbench.learner import SGDLearner
+from clbench.learners.finetune import Finetune
+from clbench.verify import config_changes, summary, verify
+
+SHIPPED = Path(__file__).resolve().parents[1] / "baselines" / "native-digits"
+FAST = ["finetune", "replay", "ewc", "si"]  # groups whose seed-0 run takes seconds (class- or task-IL)
+
+
+@pytest.fixture
+def recorded(tmp_path):
+    """A results folder holding one finished two-epoch fine-tuning run of split-digits, seed 0 and 1."""
+    for seed in (0, 1):
+        run_config("split-digits", "finetune", seed, overrides={"epochs": 2}, results=tmp_path)
+    return tmp_path
+
+
+@pytest.mark.slow  # re-runs shipped runs (about 10 s)
+def test_the_shipped_groups_that_run_in_seconds_reproduce_exactly():
+    verdicts = verify([SHIPPED], max_seconds=6, learners=FAST)
+    checked = [v for v in verdicts if v.verdict != "skipped"]
+    assert len(checked) >= 4, summary(verdicts)
+    assert all(v.verdict == "same" for v in checked), "\n".join(v.line() for v in checked)
+
+
+def test_a_rerun_of_unchanged_code_is_the_same_and_uses_the_lowest_seed(recorded):
+    [verdict] = verify([recorded])
+    assert verdict.verdict == "same" and verdict.seed == 0 and not verdict.needs_recording
+    assert verdict.group == "finetune on split-digits class_il"
+
+
+def test_a_behaviour_change_without_a_version_bump_is_named(recorded, monkeypatch):
+    step = SGDLearner.train_step
+    calls = {"n": 0}
+
+    def skips_every_fifth(self, x, y, mask=None):
+        calls["n"] += 1
+        return torch.zeros(()) if calls["n"] % 5 == 0 else step(self, x, y, mask)
+
+    monkeypatch.setattr(SGDLearner, "train_step", skips_every_fifth)
+    [verdict] = verify([recorded])
+    assert verdict.verdict == "differs" and verdict.needs_recording
+    assert "cells differ" in verdict.detail and "recorded" in verdict.detail
+    assert "re-record: finetune on split-digits class_il" in summary([verdict])
+
+
+def test_a_bumped_code_version_is_stale_without_running(recorded, monkeypatch):
+    monkeypatch.setattr(Finetune, "code_version", 2, raising=False)
+    monkeypatch.setattr(SGDLearner, "train_step", lambda *a, **k: pytest.fail("a stale group was run"))
+    [verdict] = verify([recorded])
+    assert verdict.verdict == "stale" and "learner.code_version: absent → 2" in verdict.detail
+
+
+def test_a_group_over_the_time_limit_is_skipped_and_learners_are_filtered(recorded):
+    [verdict] = verify([recorded], max_seconds=0)
+    assert verdict.verdict == "skipped" and "over --max-seconds 0" in verdict.detail
+    assert verify([recorded], learners=["finetune"])[0].verdict == "same"
+
+
+def test_config_changes_name_each_key_and_ignore_the_package_version():
+    old = {"clbench_version": "0.1.0", "learner": {"fields": {"lr": 0.001}}, "seed": 0}
+    new = {"clbench_version": "0.2.0", "learner": {"fields": {"lr": 0.01}, "code_version": 3}, "seed": 0}
+    assert config_changes(old, new) == ["learner.code_version: absent → 3", "learner.fields.lr: 0.001 → 0.01"]
+
+
+@pytest.mark.slow  # subprocesses that import torch
+def test_the_command_exits_1_naming_the_group_and_2_on_a_bad_learner(recorded, tmp_path):
+    good = subprocess.run([sys.executable, "-m", "clbench.cli", "verify", str(recorded)], capture_output=True, text=True)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert good.stdout.startswith("same     finetune on split-digits class_il (seed 0")
+    old = tmp_path / "old"  # a run recorded by a (pretend) later version of fine-tuning's code
+    shutil.copytree(recorded, old, ignore=shutil.ignore_patterns("old"))
+    for record in old.glob("*/run.json"):
+        data = json.loads(record.read_text())
+        data["config"]["learner"]["code_version"] = 9
+        record.write_text(json.dumps(data))
+    stale = subprocess.run([sys.executable, "-m", "clbench.cli", "verify", str(old)], capture_output=True, text=True)
+    assert stale.returncode == 1, stale.stdout + stale.stderr
+    assert "STALE    finetune on split-digits class_il" in stale.stdout and "code_version: 9 → absent" in stale.stdout
+    assert "re-record: finetune on split-digits class_il" in stale.stdout
+    bad = subprocess.run([sys.executable, "-m", "clbench.cli", "verify", str(recorded), "--learner", "ewc"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--learner ewc: no such learner" in bad.stderr and "Traceback" not in bad.stderr
