@@ -7,6 +7,8 @@ from __future__ import annotations
 import atexit
 import gc
 import sys
+import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import List, Optional
 
@@ -91,28 +93,45 @@ def run(
     from clbench.configs import run_config
     from clbench.display import format_run
     from clbench.fields import parse_assignments
+    from clbench.progress import Status, steps_to
     from clbench.suite_file import check_seed
 
     if threads < 1:
         fail(f"--threads must be at least 1, got {threads}")
     use_data_dir(data_dir)
 
+    status = Status(quiet)
+    training = {"task": 1, "of": 0, "drawn": 0.0}
+
     def progress(after_task: int, rows: list[dict]) -> None:
+        training.update(task=after_task + 1, of=len(rows))
         if not quiet and after_task > 0:
             from clbench.metrics import get_measure
             from clbench.results import value_column
 
             measure = get_measure(value_column(rows))
             seen = [r[measure.column] for r in rows[:after_task]]
+            status.clear()
             typer.echo(f"  task {after_task}/{len(rows)} trained in {rows[0]['train_seconds']:.2f} s; "
                        f"mean {measure.label} on tasks seen {measure.scale * sum(seen) / len(seen):.{measure.decimals}f} "
                        f"{measure.unit}", err=True)
 
+    def step(done: int, total: int | None) -> None:  # the live line while a task trains (terminals only)
+        now = time.monotonic()
+        if now - training["drawn"] >= 0.2 or done == total:
+            training["drawn"] = now
+            of = f"/{training['of']}" if training["of"] else ""
+            status.show(f"training task {training['task']}{of}: step {done}" + (f"/{total}" if total else ""))
+
     try:
         check_seed(seed, "--seed")
-        stored = run_config(scenario, learner, seed, protocol=protocol, overrides=parse_assignments(overrides),
-                            results=results, force=force, threads=threads, progress=progress,
-                            keep_checkpoints=keep_checkpoints)
+        with steps_to(step) if status.live else nullcontext():
+            try:
+                stored = run_config(scenario, learner, seed, protocol=protocol, overrides=parse_assignments(overrides),
+                                    results=results, force=force, threads=threads, progress=progress,
+                                    keep_checkpoints=keep_checkpoints)
+            finally:
+                status.clear()
     except UsageError as err:
         fail(str(err))
     except RunFailed as err:

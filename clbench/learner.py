@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, ClassVar, Iterable, Iterator, Protocol, runtim
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
+from clbench.progress import report_step
 from clbench.units import OutputUnits
 
 if TYPE_CHECKING:
@@ -189,10 +190,13 @@ class SGDLearner(TrainingFields):
     def fit_task(self, task: Task) -> None:
         self.begin_task(task)
         self.model_.train()
+        step = 0
         for batches in self.passes(task):
             last = None
             for x, y, mask in batches:
                 last = self.train_step(x, y, mask)
+                step += 1
+                report_step(step, self.iterations or None)
             if last is not None and not math.isfinite(last.item()):
                 raise DivergenceError(f"training loss became {last.item()} on task {task.task_id}")
         self.end_task(task)

@@ -1,4 +1,5 @@
-"""The progress display of `clbench suite`: runs done of total, running, failed, elapsed, ETA.
+"""The progress display of `clbench suite` (runs done of total, running, failed, elapsed, ETA), the
+status line of other long commands, and the training steps inside a run (`report_step`).
 
 On a terminal one status line is redrawn in place and failures are printed above it as they
 happen; elsewhere (CI logs, a file) every finished run is one plain line. `quiet` shows nothing.
@@ -8,7 +9,32 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TextIO
+
+# who hears of training steps inside a run (the live line of `clbench run`), if anyone
+_step_listener: ContextVar[Callable[[int, int | None], None] | None] = ContextVar("clbench_steps", default=None)
+
+
+def report_step(step: int, total: int | None = None) -> None:
+    """A learner finished training step `step` (from 1) of the current task, of `total` if known.
+    Called by the built-in training loops (and free to call from a learner of your own); costs
+    one lookup when nothing listens."""
+    listener = _step_listener.get()
+    if listener is not None:
+        listener(step, total)
+
+
+@contextmanager
+def steps_to(listener: Callable[[int, int | None], None]) -> Iterator[None]:
+    """Send the `report_step` calls made inside the block to `listener(step, total)`."""
+    token = _step_listener.set(listener)
+    try:
+        yield
+    finally:
+        _step_listener.reset(token)
 
 
 def format_seconds(seconds: float) -> str:

@@ -21,6 +21,7 @@ import torch
 
 from clbench.anytime import ANYTIME_FILE, LOSS_FILE
 from clbench.errors import UsageError
+from clbench.progress import report_step
 from clbench.runner import (EVAL_BATCH_SIZE, RunResult, accuracy, peak_memory_mb, reset_peak_memory, seed_everything,
                             task_rows, timed)
 from clbench.scenario import Scenario, Task
@@ -119,6 +120,7 @@ def run_stream(scenario: Scenario, learner, seed: int, progress=None):
             state["step"] += -(-(hi - lo) // stream["batch_size"])
             state["samples"] = hi
         else:
+            segment_steps = -(-(hi - lo) // stream["batch_size"])
             for b in range(lo, hi, stream["batch_size"]):
                 e = min(b + stream["batch_size"], hi)
                 tasks, index = plan.task[b:e], plan.index[b:e]
@@ -128,6 +130,7 @@ def run_stream(scenario: Scenario, learner, seed: int, progress=None):
                 train_seconds += seconds
                 state["step"] += 1
                 state["samples"] = e
+                report_step((b - lo) // stream["batch_size"] + 1, segment_steps)
                 pending.append(float(loss) if loss is not None else float("nan"))
                 if stream["loss_every"] and len(pending) == stream["loss_every"]:
                     losses.append({"step": state["step"], "loss": float(np.mean(pending))})

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
+from clbench.progress import report_step
 from clbench.learner import DivergenceError, SGDLearner
 from clbench.units import OutputUnits
 
@@ -187,11 +188,15 @@ class Hope:
         self.units_.add_task(task.task_id, task.classes)
         mask = self.units_.mask(torch.full((1,), task.task_id), self.device_)
         x, y = task.x_train.to(self.device_), task.y_train.to(self.device_)
+        steps = math.ceil(len(y) / self.batch_size) * self.epochs
         if self.step_ == 0:
-            self._warn_long_periods(math.ceil(len(y) / self.batch_size) * self.epochs * self.spec_.n_tasks)
+            self._warn_long_periods(steps * self.spec_.n_tasks)
+        done = 0
         for _ in range(self.epochs):
             for xb, yb in self.shuffled(x, y):
                 self.train_step(xb, yb, mask)
+                done += 1
+                report_step(done, steps)
         if self.flush_at_task_end:
             for level in range(len(self.levels)):
                 self._apply(level)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
+from clbench.progress import report_step
 from clbench.learners.hope import Hope
 
 if TYPE_CHECKING:
@@ -161,14 +162,15 @@ class HopeLM(Hope):
         if self.step_ == 0:
             self._warn_long_periods(steps * self.epochs * self.spec_.n_tasks)
         self.state_ = None
-        for _ in range(self.epochs):
+        for epoch in range(self.epochs):
             if self.carry:                      # row r reads windows r·steps, r·steps + 1, ... in order
                 order = torch.arange(steps * self.batch_size, device=self.device_).view(self.batch_size, steps)
-                for i in range(steps):
-                    self.train_step(x[order[:, i]], y[order[:, i]])
+                batches = ((x[order[:, i]], y[order[:, i]]) for i in range(steps))
             else:
-                for xb, yb in self.shuffled(x, y):
-                    self.train_step(xb, yb)
+                batches = self.shuffled(x, y)
+            for i, (xb, yb) in enumerate(batches, start=1):
+                self.train_step(xb, yb)
+                report_step(epoch * steps + i, steps * self.epochs)
         self.state_ = None
         if self.flush_at_task_end:
             for level in range(len(self.levels)):
