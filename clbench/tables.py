@@ -103,7 +103,8 @@ def load_folder(folder: Path | str) -> list[StoredRun]:
     """Every run under `folder`; UsageError when it is missing or holds no run at all."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise UsageError(f"no such folder: {folder} (give a folder of runs, such as results/ or baselines/<name>)")
+        what = "is a file, not a folder" if folder.exists() else "no such folder"
+        raise UsageError(f"{folder}: {what} (give a folder of runs, such as results/ or baselines/<name>)")
     runs = load_runs(folder)
     if not runs:
         raise UsageError(f"no runs under {folder} (a run is a folder holding run.json; "

@@ -182,7 +182,7 @@ USER_MISTAKES = [
     (["suite", "npz_vector.toml", "--dry-run"], "vector.npz: x_train has shape (80,)"),
     (["suite", "npz_missing.toml", "--dry-run"], "npz file not found: missing.npz"),
     # reports and comparisons
-    (["report", "nowhere"], "no such folder: nowhere"),
+    (["report", "nowhere"], "nowhere: no such folder"),
     (["report", "empty"], "no runs under empty"),
     (["report", "damaged", "--no-figures"], "no finished runs under damaged: 3 of 3"),
     (["report", "damaged", "--metrics", "accc"], "did you mean 'acc'"),
@@ -192,6 +192,11 @@ USER_MISTAKES = [
     (["compare", "damaged", "--against", "damaged", "--out", "notes.txt"], "--out notes.txt is a file"),
     (["compare", "damaged", "--against", "damaged"], "no finished runs"),
     (["published", "nowhere"], "nowhere is not a folder of runs"),
+    (["verify", "notes.txt"], "notes.txt: is a file, not a folder"),
+    (["verify", "nowhere"], "nowhere: no such folder"),
+    (["verify", "empty"], "no runs under empty"),
+    (["verify", "damaged", "--max-seconds", "-1"], "--max-seconds must be a number of seconds"),
+    (["verify", "damaged", "--threads", "0"], "--threads must be at least 1"),
     (["baselines", "nosuch"], "nosuch"),
     (["fetch", "mnistt"], "did you mean 'mnist'"),
 ]
