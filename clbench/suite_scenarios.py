@@ -91,12 +91,13 @@ def _builder_scenarios(reader: Reader, entry: dict[str, Any], table: tuple, wher
     function = builders[builder]
     parameters = list(inspect.signature(function).parameters.values())
     hints = typing.get_type_hints(function)
-    first = 0 if builder in getattr(scenario_module, "DATALESS_BUILDERS", ()) else 1  # skip the dataset argument
-    arguments = {p.name: p for p in parameters[first:] if p.name not in ("name", "protocol", "text_sha256")}
-    dataset_options = tuple(getattr(scenario_module, "DATASET_OPTIONS", ()))
-    valid = ["builder", "name", "protocol", "dataset", "eval_split", "stream", *dataset_options, *arguments]
+    dataless = builder in scenario_module.DATALESS_BUILDERS  # reads its own data, runs task by task
+    arguments = {p.name: p for p in parameters[0 if dataless else 1:]  # past the dataset argument
+                 if p.name not in ("name", "protocol", "text_sha256")}
+    data_keys = () if dataless else ("dataset", "stream", *scenario_module.DATASET_OPTIONS)
+    valid = list(dict.fromkeys(["builder", "name", "protocol", "eval_split", *data_keys, *arguments]))
     stream = {}
-    if "stream" in entry:  # a stream table (clbench.streams), checked whole, never swept
+    if "stream" in entry and "stream" in valid:  # a stream table (clbench.streams), checked whole, never swept
         from clbench.streams import check_stream
 
         try:
@@ -105,7 +106,7 @@ def _builder_scenarios(reader: Reader, entry: dict[str, Any], table: tuple, wher
             raise reader.error(str(err), table, "stream") from None
     options: dict[str, list[Any]] = {}
     for key, value in entry.items():
-        if key in ("builder", "name", "protocol", "stream"):
+        if key in ("builder", "name", "protocol") or (key == "stream" and key in valid):
             continue
         if key not in valid:
             raise reader.error(f"{where}: {unknown_name_error('key', key, valid, f' for builder {builder!r}')}",

@@ -86,6 +86,9 @@ def scratch(tmp_path_factory) -> Path:
                                            "[learner.finetune]\n")
     (root / "no_class.toml").write_text("name = 'x'\n[[scenario]]\nname = 'split-digits'\n"
                                         "[learner.m]\nclass = 'methods.py'\n")
+    for key, value in (("dataset", '"digits"'), ("stream", '{kind = "online"}')):  # image-only keys on text
+        (root / f"text_{key}.toml").write_text(f'name = "x"\n[[scenario]]\nbuilder = "text"\nname = "t"\n'
+                                               f'domains = ["code"]\n{key} = {value}\n[learner.transformer]\n')
     damaged(root / "damaged")
     (root / "empty").mkdir()
     return root
@@ -157,6 +160,8 @@ USER_MISTAKES = [
     (["suite", "missing.toml", "--dry-run"], "suite file not found: missing.toml"),
     (["suite", "bad_toml.toml", "--dry-run"], "bad_toml.toml: not valid TOML"),
     (["suite", "unknown_key.toml", "--dry-run"], "unknown key 'sed'"),
+    (["suite", "text_dataset.toml", "--dry-run"], "unknown key 'dataset' for builder 'text'"),
+    (["suite", "text_stream.toml", "--dry-run"], "unknown key 'stream' for builder 'text'"),
     (["suite", "no_class.toml", "--dry-run"], "names a file but not the class in it"),
     (["suite", "negative_seed.toml", "--dry-run"], "-1 is not a valid seed"),
     (["suite", "huge_seed.toml", "--dry-run"], f"{2**64} is not a valid seed"),
