@@ -22,7 +22,7 @@ _EXPORTS = {
     "Learner": "clbench.learner",
     "SGDLearner": "clbench.learner",
     "run_config": "clbench.configs",
-    "StoredRun": "clbench.configs",
+    "StoredRun": "clbench.aggregate",
     "run_suite": "clbench.suite",
     "plan_suite": "clbench.suite",
     "SuiteResult": "clbench.suite",

@@ -25,9 +25,14 @@ if TYPE_CHECKING:
 
 @dataclass
 class StoredRun:
+    """A run as stored under a results folder: its directory, its record (run.json: the resolved
+    config, run id, status, environment) and its rows; `reused` when `clbench.run_config` found the
+    identical finished run instead of running it."""
+
     path: Path
     record: dict[str, Any]
     rows: list[dict]
+    reused: bool = False
 
     @property
     def config(self) -> dict[str, Any]:

@@ -6,14 +6,14 @@ what the run id hashes, so it holds everything that changes the result.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import clbench
+from clbench.aggregate import StoredRun
 from clbench.errors import UsageError
 from clbench.fields import field_values, make_learner
-from clbench.learner import check_protocol
+from clbench.learner import check_learner_protocol
 from clbench.registry import SEQUENCE_BACKBONES, learner_label, load_object, resolve_reference, source_sha256
 
 
@@ -31,7 +31,7 @@ def resolve(scenario: dict[str, Any], learner: str, overrides: dict[str, Any], s
     instance = make_learner(cls, overrides, learner, where)
     name = name or learner_label(learner, cls)
     if "protocol" in scenario:
-        check_protocol(cls, scenario["protocol"], name)
+        check_learner_protocol(cls, scenario["protocol"], name)
     scenario = with_data_checksum(scenario)
     backbone = getattr(instance, "backbone", None)
     if scenario.get("measure") == "bpc" and isinstance(backbone, str) and backbone not in SEQUENCE_BACKBONES:
@@ -92,34 +92,6 @@ def execute(config: dict[str, Any], progress=None, checkpoint=None):
 
     scenario = build_scenario(config["scenario"])
     return run(scenario, instantiate(config), config["seed"], progress=progress, checkpoint=checkpoint)
-
-
-@dataclass
-class StoredRun:
-    """A run as stored under a results folder: its directory, its record (run.json: the resolved
-    config, run id, status, environment) and its rows; `reused` when `run_config` found the
-    identical finished run instead of running it."""
-
-    path: Path
-    record: dict[str, Any]
-    rows: list[dict]
-    reused: bool = False
-
-    @property
-    def run_id(self) -> str:
-        return self.record["run_id"]
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The resolved config: scenario, learner (name, class, fields), seed, clbench version."""
-        return self.record["config"]
-
-    @property
-    def matrix(self):
-        """The accuracy matrix R, shape (T+1, T): row 0 untrained, row i after training task i."""
-        from clbench.results import matrix_from_rows
-
-        return matrix_from_rows(self.rows)
 
 
 def run_config(scenario: str | dict[str, Any] = "split-digits", learner: str = "finetune", seed: int = 0, *,

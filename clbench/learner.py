@@ -47,7 +47,7 @@ def supported_protocols(learner: object) -> tuple[str, ...]:
     return tuple(getattr(learner, "protocols", PROTOCOLS))
 
 
-def check_protocol(learner: object, protocol: str, name: str) -> None:
+def check_learner_protocol(learner: object, protocol: str, name: str) -> None:
     """One-line UsageError if `learner` is not defined under `protocol`."""
     supported = supported_protocols(learner)
     if protocol not in supported:

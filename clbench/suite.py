@@ -171,8 +171,8 @@ class SuiteResult:
         return [p for p in found if p is not None]
 
     def runs(self) -> list:
-        """The grid's finished runs as `clbench.configs.StoredRun`s (config, rows, matrix)."""
-        from clbench.configs import StoredRun
+        """The grid's finished runs as `clbench.aggregate.StoredRun`s (config, rows, matrix)."""
+        from clbench.aggregate import StoredRun
         from clbench.results import read_run
 
         return [StoredRun(p, *read_run(p)) for p in self.finished_paths()]

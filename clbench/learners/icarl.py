@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Iterator
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
-from clbench.learner import SGDLearner, check_protocol
+from clbench.learner import SGDLearner, check_learner_protocol
 
 if TYPE_CHECKING:
     from clbench.scenario import Task
@@ -50,7 +50,7 @@ class ICaRL(SGDLearner):
             raise UsageError(f"memory_size must be >= 1, got {self.memory_size}")
 
     def setup(self, spec, seed: int) -> None:
-        check_protocol(self, spec.protocol, "icarl")
+        check_learner_protocol(self, spec.protocol, "icarl")
         super().setup(spec, seed)
         self.head_ = [m for m in self.model_.modules() if isinstance(m, torch.nn.Linear)][-1]
         self.exemplars_: dict[int, torch.Tensor] = {}     # class -> its exemplars, in herding order
