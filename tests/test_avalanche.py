@@ -48,9 +48,9 @@ def clbench(*args, cwd=None):
 @pytest.fixture(scope="module")
 def av():
     """Avalanche's modules (imported once; the import takes ~10 s and changes warning filters)."""
-    from clbench.learners.avalanche.adapter import _without
+    from clbench.learners.avalanche.adapter import UNNEEDED_SOLVERS, _without
 
-    with warnings.catch_warnings(record=True), _without("sip_qp_python"):  # as the adapter imports it: no leak report at exit
+    with warnings.catch_warnings(record=True), _without(*UNNEEDED_SOLVERS):  # as the adapter imports it: no leak report at exit
         import avalanche.training as training
         from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
         from avalanche.benchmarks.scenarios.supervised import with_classes_timeline

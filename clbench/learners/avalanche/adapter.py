@@ -224,35 +224,40 @@ def learner_class(name: str) -> type:
 
 @functools.lru_cache(maxsize=None)
 def _strategy_class(name: str) -> type:
-    with _quiet(), _without("sip_qp_python"):  # the import sets global warning filters; leaving this block restores them
+    with _quiet(), _without(*UNNEEDED_SOLVERS):  # the import sets global warning filters; leaving this block restores them
         import avalanche.training
     return getattr(avalanche.training, name)
 
 
-class _without:
-    """Keep an optional module from being imported inside the block (an import of it raises
-    ImportError, which its importers expect when it is not installed). Avalanche's GEM imports
-    qpsolvers, which imports every QP solver it finds; the SIP solver's nanobind extension holds
-    an instance in a default argument, and at interpreter exit nanobind reports it and its 15 types
-    as leaked: about 180 lines on stderr after every run. GEM's solver is quadprog, so SIP is not
-    needed; the module stays importable after the block."""
+# QP solvers built with nanobind that hold instances in default arguments: imported, nanobind
+# reports them and their types as leaked at interpreter exit (about 180 lines on stderr after
+# every run). GEM, the one Avalanche strategy that solves a QP, uses quadprog.
+UNNEEDED_SOLVERS = ("sip_qp_python", "pyqpmad")
 
-    def __init__(self, module: str) -> None:
-        self.module = module
-        self.blocked = False
+
+class _without:
+    """Keep optional modules from being imported inside the block (an import of one raises
+    ImportError, which its importers expect when it is not installed): Avalanche's GEM imports
+    qpsolvers, which imports every QP solver it finds. The modules stay importable after the block."""
+
+    def __init__(self, *modules: str) -> None:
+        self.modules = modules
+        self.blocked: list[str] = []
 
     def __enter__(self) -> None:
         import sys
 
-        if self.module not in sys.modules:
-            sys.modules[self.module] = None  # type: ignore[assignment]
-            self.blocked = True
+        for module in self.modules:
+            if module not in sys.modules:
+                sys.modules[module] = None  # type: ignore[assignment]
+                self.blocked.append(module)
 
     def __exit__(self, *exc: Any) -> None:
         import sys
 
-        if self.blocked and sys.modules.get(self.module, False) is None:
-            del sys.modules[self.module]
+        for module in self.blocked:
+            if sys.modules.get(module, False) is None:
+                del sys.modules[module]
 
 
 def _hints(fn: Any) -> dict[str, Any]:
