@@ -147,7 +147,16 @@ def _embedded(name: str) -> TextDomain:
 
 
 def _folder_domain(name: str, folder: Path) -> TextDomain:
-    return _checked(TextDomain(name, str(folder), _folder_documents(folder)))
+    """A folder's domain, read once while its files stay as they are: planning a suite resolves one
+    config per learner and seed, and each records the domain's sha256."""
+    paths = sorted(p for p in folder.rglob("*.txt") if p.is_file())
+    files = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+    return _read_folder_domain(name, str(folder), files)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_folder_domain(name: str, folder: str, files: tuple[tuple[str, int, int], ...]) -> TextDomain:
+    return _checked(TextDomain(name, folder, _folder_documents(Path(folder))))
 
 
 def _folder_documents(folder: Path) -> tuple[tuple[str, bytes], ...]:

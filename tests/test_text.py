@@ -351,3 +351,19 @@ def test_a_text_run_resumed_from_its_checkpoint_gives_the_same_bpc(learner: str,
     assert [(r["after_task"], r["eval_task"], r["bpc"]) for r in resumed] == \
         [(r["after_task"], r["eval_task"], r["bpc"]) for r in whole]
     assert all("peak_memory_mb" in r for r in whole)
+
+
+def test_a_folder_domain_is_read_once_until_its_files_change(tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("first text\n")
+    reads = []
+    real = text_data._folder_documents
+    monkeypatch.setattr(text_data, "_folder_documents", lambda f: reads.append(f) or real(f))
+    first = text_data.load_domain(f"text:{folder}")
+    assert text_data.load_domain(f"text:{folder}").sha256 == first.sha256 and len(reads) == 1
+    (folder / "a.txt").write_text("other text, longer\n")
+    changed = text_data.load_domain(f"text:{folder}")
+    assert len(reads) == 2 and changed.sha256 != first.sha256 and b"other" in changed.documents[0][1]
+    (folder / "b.txt").write_text("a new document\n")
+    assert len(text_data.load_domain(f"text:{folder}").documents) == 2 and len(reads) == 3
