@@ -71,6 +71,70 @@ def build_optimizer(kind: str, params: Iterable[torch.nn.Parameter], lr: float, 
         return cls(params, foreach=True, **settings)
 
 
+def clear_gradients(optimizer: torch.optim.Optimizer) -> None:
+    """`optimizer.zero_grad(set_to_none=True)` without its per-call profiler scope: every gradient set to None."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p.grad = None
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
+    """`optimizer.step()`; for the fused Adam of `build_optimizer` the kernel is called directly.
+
+    `torch.optim.Adam.step` with `fused=True` ends in `torch._foreach_add_(steps, 1)` and one
+    `torch._fused_adam_` call per device and dtype; on clbench's small models its Python around them
+    (profiler scopes, hook loops, state and device grouping) costs several times the kernel. Here the
+    same two calls get the same tensors and arguments, so the weights and the optimiser state come
+    out bit for bit as `step()` leaves them (tests/test_learners.py checks it). Anything else (another
+    optimiser or setting, hooks, a parameter without a gradient, state not yet created by a first
+    `step()`) goes through `step()`.
+    """
+    step = _fused_adam_step(optimizer)
+    if step is None:
+        optimizer.step()
+    else:
+        step()
+
+
+def _fused_adam_step(optimizer: torch.optim.Optimizer):
+    """The direct kernel call for `optimizer`, or None where `optimizer_step` must call `step()`."""
+    from torch.optim import optimizer as optim_module
+
+    if (type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1
+            or optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
+            or optim_module._global_optimizer_pre_hooks or optim_module._global_optimizer_post_hooks
+            or getattr(optimizer, "grad_scale", None) is not None or getattr(optimizer, "found_inf", None) is not None):
+        return None
+    group = optimizer.param_groups[0]
+    if (not group.get("fused") or group["amsgrad"] or group["maximize"] or group["differentiable"]
+            or group["capturable"] or group.get("decoupled_weight_decay", False) or torch.is_tensor(group["lr"])
+            or torch.is_tensor(group["betas"][0]) or torch.is_tensor(group["betas"][1])):
+        return None
+    params = group["params"]
+    if not params:
+        return None
+    device, dtype = params[0].device, params[0].dtype
+    grads, exp_avgs, exp_avg_sqs, steps = [], [], [], []
+    for p in params:
+        state = optimizer.state.get(p)
+        if (p.grad is None or p.grad.is_sparse or p.device != device or p.dtype != dtype
+                or not state or len(state) != 3):  # step, exp_avg, exp_avg_sq: created by a first step()
+            return None
+        grads.append(p.grad)
+        exp_avgs.append(state["exp_avg"])
+        exp_avg_sqs.append(state["exp_avg_sq"])
+        steps.append(state["step"])
+    beta1, beta2 = group["betas"]
+
+    def step() -> None:
+        with torch.no_grad():
+            torch._foreach_add_(steps, 1)
+            torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
+                               beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
+                               maximize=False, grad_scale=None, found_inf=None)
+    return step
+
+
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of logits (..., units) against labels (...): one label per image (B, units)
     and (B,), or one per position of a sequence (B, T, units) and (B, T), every position counted once."""
@@ -288,9 +352,9 @@ class SGDLearner(TrainingFields):
     def train_step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Loss, backward and optimiser step on one batch already on the device, the model in training mode."""
         loss = self.loss(x, y, mask)
-        self.optimizer_.zero_grad(set_to_none=True)
+        clear_gradients(self.optimizer_)
         loss.backward()
-        self.optimizer_.step()
+        optimizer_step(self.optimizer_)
         return loss.detach()
 
     # -- evaluation --------------------------------------------------------------------------
