@@ -98,7 +98,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
 
 def _fused_adam_step(optimizer: torch.optim.Optimizer):
     """The direct kernel call for `optimizer`, or None where `optimizer_step` must call `step()`."""
-    from torch.optim import optimizer as optim_module
+    from torch.optim import optimizer as optim_module   # cached by Python's import system after the first call
 
     if (type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1
             or optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
@@ -110,20 +110,13 @@ def _fused_adam_step(optimizer: torch.optim.Optimizer):
             or group["capturable"] or group.get("decoupled_weight_decay", False) or torch.is_tensor(group["lr"])
             or torch.is_tensor(group["betas"][0]) or torch.is_tensor(group["betas"][1])):
         return None
-    params = group["params"]
-    if not params:
+    tensors = _fused_adam_state(optimizer, group)
+    if tensors is None:
         return None
-    device, dtype = params[0].device, params[0].dtype
-    grads, exp_avgs, exp_avg_sqs, steps = [], [], [], []
-    for p in params:
-        state = optimizer.state.get(p)
-        if (p.grad is None or p.grad.is_sparse or p.device != device or p.dtype != dtype
-                or not state or len(state) != 3):  # step, exp_avg, exp_avg_sq: created by a first step()
-            return None
-        grads.append(p.grad)
-        exp_avgs.append(state["exp_avg"])
-        exp_avg_sqs.append(state["exp_avg_sq"])
-        steps.append(state["step"])
+    params, exp_avgs, exp_avg_sqs, steps = tensors
+    grads = [p.grad for p in params]
+    if any(g is None or g.is_sparse for g in grads):
+        return None
     beta1, beta2 = group["betas"]
 
     def step() -> None:
@@ -133,6 +126,31 @@ def _fused_adam_step(optimizer: torch.optim.Optimizer):
                                beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
                                maximize=False, grad_scale=None, found_inf=None)
     return step
+
+
+def _fused_adam_state(optimizer: torch.optim.Optimizer, group: dict) -> tuple[list, list, list, list] | None:
+    """(params, exp_avgs, exp_avg_sqs, steps) of a one-group Adam whose state a first `step()` has
+    created, all on one device and dtype (else None). Kept on the optimiser while its `state` and
+    group objects are the ones it was read from: `load_state_dict` replaces both, and `step()`
+    updates the tensors in place once they exist."""
+    cached = getattr(optimizer, "_clbench_fused_state", None)
+    if cached is not None and cached[0] is optimizer.state and cached[1] is group and cached[2] == len(group["params"]):
+        return cached[3]
+    params = list(group["params"])
+    if not params:
+        return None
+    device, dtype = params[0].device, params[0].dtype
+    exp_avgs, exp_avg_sqs, steps = [], [], []
+    for p in params:
+        state = optimizer.state.get(p)
+        if p.device != device or p.dtype != dtype or not state or len(state) != 3:  # step, exp_avg, exp_avg_sq
+            return None
+        exp_avgs.append(state["exp_avg"])
+        exp_avg_sqs.append(state["exp_avg_sq"])
+        steps.append(state["step"])
+    tensors = (params, exp_avgs, exp_avg_sqs, steps)
+    optimizer._clbench_fused_state = (optimizer.state, group, len(params), tensors)
+    return tensors
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
