@@ -196,6 +196,20 @@ def test_lwf_loss_is_cross_entropy_plus_alpha_times_distillation_by_hand(protoco
     assert float(distill) > 0
 
 
+def test_lwf_selects_runs_of_units_by_slice_and_others_by_index_and_follows_new_groups():
+    sc = small("task_il")
+    learner = _fit(LwF(epochs=1), sc, 2)
+    learner.old_groups_ = [torch.tensor([2, 3]), torch.tensor([5, 1])]
+    first = learner.unit_selectors()
+    assert first[0] == slice(2, 4) and torch.equal(first[1], torch.tensor([5, 1]))
+    logits, old = torch.randn(4, 10, requires_grad=True), torch.randn(4, 10)
+    by_index = -sum((F.softmax(old[:, g] / 2, 1) * F.log_softmax(logits[:, g] / 2, 1)).sum(1).mean()
+                    for g in learner.old_groups_)
+    assert torch.equal(learner.distillation(logits, old), by_index)
+    learner.old_groups_ = [torch.tensor([0, 1, 2])]      # a new task's groups: new selectors
+    assert learner.unit_selectors() == [slice(0, 3)]
+
+
 # -- A-GEM ---------------------------------------------------------------------------------------
 
 def test_agem_projection_has_non_negative_dot_product_with_the_reference():
