@@ -12,6 +12,7 @@ in one line, suites leave those runs out, and `check_learner` checks the refusal
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Iterable, Iterator, Protocol, runtime_checkable
@@ -197,16 +198,16 @@ class QuadraticPenalty:
     def __call__(self, params: list[torch.nn.Parameter], c: float, weights: torch.Tensor, anchor: torch.Tensor,
                  flat: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(value, gradient per parameter) at the current weights (`flat`: them as one detached vector, if known)."""
-        versions = (c, weights._version, anchor._version, [p.shape for p in params])
+        versions = (c, weights._version, anchor._version, len(params))
         if self.tensors is None or self.tensors[0] is not weights or self.tensors[1] is not anchor \
-                or self.versions != versions:
+                or self.versions != versions or not all(map(operator.is_, params, self.tensors[2])):
             with torch.no_grad():
                 self.scaled = c * weights           # the grad reaching w (θ − θ*)² in autograd: the float32 c, times w
                 self.minus_twice_anchor = -2.0 * anchor
                 self.twice, self.gradient = torch.empty_like(anchor), torch.empty_like(anchor)
             pieces = self.gradient.split([p.numel() for p in params])
             self.pieces = [piece.view(p.shape) for piece, p in zip(pieces, params)]
-            self.tensors, self.versions = (weights, anchor), versions
+            self.tensors, self.versions = (weights, anchor, list(params)), versions
         with torch.no_grad():
             if flat is None:
                 flat = torch.cat([p.reshape(-1) for p in params])
