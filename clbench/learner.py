@@ -186,8 +186,9 @@ class QuadraticPenalty:
     that graph's backward is (c w) · 2 (θ − θ*), each factor rounded once, and here it is the same
     product of the same two factors: c w made once per (c, w), and 2 (θ − θ*) computed as
     2θ + (−2θ*), which equals it exactly (doubling and negating are exact in floating point). That is
-    2 passes over the weight vector instead of about 20 (cat, sub, pow, mul, sum and their backwards),
-    which on clbench's small models cost as much as the network's own backward pass. The value only
+    a few passes over the weight vector (those two, a dot product for the value, the caller's addition
+    to the gradients) instead of about 20 autograd operations (cat, sub, pow, mul, sum and their
+    backwards), which on clbench's small models cost as much as the network's own backward pass. The value only
     reports the loss (its rounding may differ from that expression's in the last bits); it enters no
     gradient. The returned gradients are views of a buffer that the next call overwrites.
     """
