@@ -178,6 +178,18 @@ def check_training_fields(learner) -> None:
                          f"none), got {','.join(map(str, learner.widths))}")
 
 
+def add_to_gradients(params: list[torch.nn.Parameter], gradients: list[torch.Tensor]) -> None:
+    """p.grad += g for each pair, as autograd would have accumulated it: a parameter that got no
+    gradient from the backward pass gets g (a copy), one that does not require a gradient none."""
+    grads = [p.grad for p in params]
+    if all(g is not None for g in grads):
+        torch._foreach_add_(grads, gradients)
+        return
+    for p, g in zip(params, gradients):
+        if p.requires_grad:
+            p.grad = g.clone() if p.grad is None else p.grad.add_(g)
+
+
 class QuadraticPenalty:
     """c Σ_k w_k (θ_k − θ*_k)² over all of a model's weights θ (one vector, `parameters()` order), the
     penalty of SI and MAS, as a value and its gradient in closed form.
@@ -421,8 +433,7 @@ class SGDLearner(TrainingFields):
         clear_gradients(self.optimizer_)
         loss.backward()
         if self._extra_gradients is not None:
-            params, gradients = self._extra_gradients
-            torch._foreach_add_([p.grad for p in params], gradients)
+            add_to_gradients(*self._extra_gradients)
         optimizer_step(self.optimizer_)
         return loss.detach()
 

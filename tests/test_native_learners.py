@@ -148,6 +148,18 @@ def test_closed_form_penalty_gradient_is_autograds_bit_for_bit(c):
         weights.mul_(3.1)   # in place: the cached c·w must be renewed
 
 
+def test_closed_form_gradients_accumulate_as_autograd_would():
+    """Added to an existing gradient, given to a parameter without one, and never to a frozen one."""
+    from clbench.learner import add_to_gradients
+
+    a, b, frozen = (torch.nn.Parameter(torch.ones(2)) for _ in range(3))
+    frozen.requires_grad_(False)
+    a.grad = torch.ones(2)
+    add_to_gradients([a, b, frozen], [torch.full((2,), 2.0)] * 3)
+    assert torch.equal(a.grad, torch.full((2,), 3.0)) and torch.equal(b.grad, torch.full((2,), 2.0))
+    assert frozen.grad is None
+
+
 @pytest.mark.parametrize("name", ["si", "mas"])
 def test_penalised_step_uses_autograds_gradient_of_the_penalised_loss(name):
     """A training step of SI and MAS after a task applies exactly the gradient autograd gives for
