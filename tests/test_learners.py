@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -135,3 +137,50 @@ def test_divergence_is_reported():
 
     with pytest.raises(DivergenceError, match="loss became"):
         run(small("domain_il", builder="permuted")[:2], EWC(optimizer="sgd", lr=10.0, lam=1e6), seed=0)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_direct_fused_adam_step_is_bit_identical_to_step(weight_decay):
+    """`optimizer_step` calls Adam's fused kernel itself; weights and state must equal `step()`'s exactly."""
+    from clbench.learner import _fused_adam_step, build_optimizer, clear_gradients, optimizer_step
+    from clbench.models import build_backbone
+
+    torch.manual_seed(0)
+    model = build_backbone("mlp", (8,), 4, (16,))
+    twin = build_backbone("mlp", (8,), 4, (16,))
+    twin.load_state_dict(model.state_dict())
+    opts = [build_optimizer("adam", m.parameters(), 0.01, weight_decay=weight_decay) for m in (model, twin)]
+    if not opts[0].param_groups[0].get("fused"):
+        pytest.skip("this torch has no fused Adam for the CPU")
+    x, y = torch.randn(64, 8), torch.randint(0, 4, (64,))
+    for i in range(6):
+        if i == 3:   # a restored checkpoint: new state tensors, which the direct call must use
+            opts[0].load_state_dict(copy.deepcopy(opts[0].state_dict()))
+        for m, opt, step in ((model, opts[0], optimizer_step), (twin, opts[1], lambda o: o.step())):
+            clear_gradients(opt) if step is optimizer_step else opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(m(x[8 * i:8 * i + 8]), y[8 * i:8 * i + 8]).backward()
+            step(opt)
+    assert _fused_adam_step(opts[0]) is not None   # after the first step() the kernel is called directly
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(p, q)
+        assert all(torch.equal(opts[0].state[p][k], opts[1].state[q][k]) for k in ("step", "exp_avg", "exp_avg_sq"))
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), build_backbone("mlp", (8,), 4, (16,)).parameters()))
+
+
+def test_optimizer_step_falls_back_to_step_where_the_kernel_call_does_not_apply():
+    """SGD, a parameter without a gradient, or a registered hook: `step()` runs (the hook fires)."""
+    from clbench.learner import build_optimizer, optimizer_step
+
+    w = torch.nn.Parameter(torch.ones(3))
+    unused = torch.nn.Parameter(torch.ones(2))
+    opt = build_optimizer("adam", [w, unused], 0.1)
+    calls = []
+    opt.register_step_post_hook(lambda *a: calls.append(1))
+    (w ** 2).sum().backward()
+    optimizer_step(opt)
+    assert calls == [1] and not torch.equal(w, torch.ones(3)) and torch.equal(unused, torch.ones(2))
+    sgd = build_optimizer("sgd", [w], 0.5)
+    w.grad = torch.ones(3)
+    before = w.detach().clone()
+    optimizer_step(sgd)
+    assert torch.equal(w.detach(), before - 0.5)

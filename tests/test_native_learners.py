@@ -125,6 +125,63 @@ def test_mas_sums_importance_over_tasks_or_blends_it():
         MAS(accumulate="mean")
 
 
+@pytest.mark.parametrize("c", [1.0, 0.7, 5000.0])
+def test_closed_form_penalty_gradient_is_autograds_bit_for_bit(c):
+    """QuadraticPenalty's gradient equals autograd through c * (w * (θ − θ*) ** 2).sum() exactly,
+    and follows in-place changes of the importance."""
+    from clbench.learner import QuadraticPenalty
+    from clbench.models import build_backbone
+
+    torch.manual_seed(1)
+    model = build_backbone("mlp", (8,), 4, (16,))
+    params = list(model.parameters())
+    n = sum(p.numel() for p in params)
+    weights, anchor = torch.rand(n), torch.randn(n)
+    penalty = QuadraticPenalty()
+    for _ in range(2):
+        expected = torch.autograd.grad(c * (weights * (torch.cat([p.reshape(-1) for p in params]) - anchor) ** 2).sum(),
+                                       params)
+        value, got = penalty(params, c, weights, anchor)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected))
+        assert float(value) == pytest.approx(c * float((weights * (torch.cat([p.detach().reshape(-1) for p in params])
+                                                                   - anchor) ** 2).sum()), rel=1e-5)
+        weights.mul_(3.1)   # in place: the cached c·w must be renewed
+
+
+def test_closed_form_gradients_accumulate_as_autograd_would():
+    """Added to an existing gradient, given to a parameter without one, and never to a frozen one."""
+    from clbench.learner import add_to_gradients
+
+    a, b, frozen = (torch.nn.Parameter(torch.ones(2)) for _ in range(3))
+    frozen.requires_grad_(False)
+    a.grad = torch.ones(2)
+    add_to_gradients([a, b, frozen], [torch.full((2,), 2.0)] * 3)
+    assert torch.equal(a.grad, torch.full((2,), 3.0)) and torch.equal(b.grad, torch.full((2,), 2.0))
+    assert frozen.grad is None
+
+
+@pytest.mark.parametrize("name", ["si", "mas"])
+def test_penalised_step_uses_autograds_gradient_of_the_penalised_loss(name):
+    """A training step of SI and MAS after a task applies exactly the gradient autograd gives for
+    cross-entropy + penalty written as one expression (the penalty's part comes in closed form)."""
+    sc = small("domain_il")
+    learner = _fit(SI(epochs=1, c=0.7) if name == "si" else MAS(epochs=1, importance_samples=64, lam=0.3), sc, 1)
+    learner.begin_task(sc[1].for_training())
+    x, y = learner.x_[:16], learner.y_[:16]
+    with torch.no_grad():   # away from the anchor (the weights at the task's end), so the penalty acts
+        for p in learner.model_.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    twin = copy.deepcopy(learner.model_)
+    c, weights = (0.7, learner.importance_) if name == "si" else (0.3, learner.omega_)
+    loss = F.cross_entropy(twin(x), y) + c * (weights * (torch.cat([p.reshape(-1) for p in twin.parameters()])
+                                                         - learner.anchor_) ** 2).sum()
+    expected = torch.autograd.grad(loss, list(twin.parameters()))
+    got = learner.train_step(x, y, learner.mask_)
+    assert all(torch.equal(p.grad, e) for p, e in zip(learner.model_.parameters(), expected))
+    assert float(got) == pytest.approx(float(loss.detach()), rel=1e-5)
+    assert float(learner.penalty(list(twin.parameters()), c, weights, learner.anchor_)[0]) > 0
+
+
 # -- LwF -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("protocol", ["class_il", "task_il"])
@@ -149,6 +206,20 @@ def test_lwf_loss_is_cross_entropy_plus_alpha_times_distillation_by_hand(protoco
     ce = F.cross_entropy(new + learner.mask_, y)
     assert float(got) == pytest.approx(float(ce + 0.7 * distill), rel=1e-5)
     assert float(distill) > 0
+
+
+def test_lwf_selects_runs_of_units_by_slice_and_others_by_index_and_follows_new_groups():
+    sc = small("task_il")
+    learner = _fit(LwF(epochs=1), sc, 2)
+    learner.old_groups_ = [torch.tensor([2, 3]), torch.tensor([5, 1])]
+    first = learner.unit_selectors()
+    assert first[0] == slice(2, 4) and torch.equal(first[1], torch.tensor([5, 1]))
+    logits, old = torch.randn(4, 10, requires_grad=True), torch.randn(4, 10)
+    by_index = -sum((F.softmax(old[:, g] / 2, 1) * F.log_softmax(logits[:, g] / 2, 1)).sum(1).mean()
+                    for g in learner.old_groups_)
+    assert torch.equal(learner.distillation(logits, old), by_index)
+    learner.old_groups_ = [torch.tensor([0, 1, 2])]      # a new task's groups: new selectors
+    assert learner.unit_selectors() == [slice(0, 3)]
 
 
 # -- A-GEM ---------------------------------------------------------------------------------------

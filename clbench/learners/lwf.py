@@ -45,6 +45,7 @@ class LwF(SGDLearner):
         super().setup(spec, seed)
         self.teacher_ = self.frozen_copy()           # used once old_groups_ is filled (after the first task)
         self.old_groups_: list[torch.Tensor] = []   # unit indices of each distillation term
+        self._selectors_of: list[torch.Tensor] | None = None  # see unit_selectors
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         logits = self.model_(x)
@@ -56,12 +57,29 @@ class LwF(SGDLearner):
         return loss
 
     def distillation(self, logits: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-        """Eq. 2: −Σ_i y'_o(i) log ŷ'_o(i) with y' and ŷ' the softmax at temperature T, averaged over the batch."""
-        loss = logits.new_zeros(())
-        for units in self.old_groups_:
+        """Eq. 2: −Σ_i y'_o(i) log ŷ'_o(i) with y' and ŷ' the softmax at temperature T, averaged over the
+        batch; summed over the groups."""
+        loss = None
+        for units in self.unit_selectors():
             target = F.softmax(old[:, units] / self.temperature, 1)
-            loss = loss - (target * F.log_softmax(logits[:, units] / self.temperature, 1)).sum(1).mean()
-        return loss
+            term = (target * F.log_softmax(logits[:, units] / self.temperature, 1)).sum(1).mean()
+            loss = -term if loss is None else loss - term
+        return logits.new_zeros(()) if loss is None else loss
+
+    def unit_selectors(self) -> list:
+        """`old_groups_` as column selectors: a slice where a group is a run of consecutive units (as
+        the units seen so far usually are), which selects the same columns as the index tensor without
+        copying them (and its backward writes the gradient into place rather than scattering it);
+        the index tensor otherwise. Remade whenever the groups change (a task's end, a restored state)."""
+        of = self._selectors_of   # the group tensors themselves, held, so that `is` cannot match a new one
+        if of is None or len(of) != len(self.old_groups_) or any(a is not b for a, b in zip(of, self.old_groups_)):
+            self._selectors = []
+            for units in self.old_groups_:
+                first, n = int(units[0]), len(units)
+                run = bool(torch.equal(units.cpu(), torch.arange(first, first + n)))
+                self._selectors.append(slice(first, first + n) if run else units)
+            self._selectors_of = list(self.old_groups_)
+        return self._selectors
 
     def end_task(self, task: Task) -> None:
         protocol = self.spec_.protocol

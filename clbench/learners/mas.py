@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
-from clbench.learner import SGDLearner, per_sample_gradients
+from clbench.learner import SGDLearner, QuadraticPenalty, per_sample_gradients
 
 if TYPE_CHECKING:
     from clbench.scenario import Task
@@ -56,12 +56,16 @@ class MAS(SGDLearner):
         self.omega_ = torch.zeros(n, device=self.device_)
         self.anchor_ = torch.zeros(n, device=self.device_)
         self.tasks_done_ = 0
+        self.penalty = QuadraticPenalty()
         self.sample_generator_ = torch.Generator().manual_seed(seed + 1)  # Ω's subsample leaves the data order alone
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         loss = super().loss(x, y, mask)
         if self.tasks_done_ and self.lam > 0:
-            loss = loss + self.lam * (self.omega_ * (self.flat_weights() - self.anchor_) ** 2).sum()
+            params = list(self.model_.parameters())
+            value, gradients = self.penalty(params, self.lam, self.omega_, self.anchor_)
+            self.add_gradients(params, gradients)    # the penalty's gradient, in closed form (QuadraticPenalty)
+            loss = loss + value
         return loss
 
     def end_task(self, task: Task) -> None:

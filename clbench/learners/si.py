@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
-from clbench.learner import SGDLearner
+from clbench.learner import QuadraticPenalty, SGDLearner
 
 if TYPE_CHECKING:
     from clbench.scenario import Task
@@ -49,6 +49,7 @@ class SI(SGDLearner):
         self.path_ = torch.zeros(n, device=self.device_)        # ω of the current task
         self.previous_: torch.Tensor | None = None               # θ before the step being accounted
         self.tasks_done_ = 0
+        self.penalty = QuadraticPenalty()
 
     def begin_task(self, task: Task) -> None:
         super().begin_task(task)
@@ -67,11 +68,15 @@ class SI(SGDLearner):
             self.previous_ = now
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        weights = self.flat_weights()        # once per step: the accounting and the penalty
-        self.account_step(weights.detach())
+        with torch.no_grad():
+            weights = self.flat_weights()    # once per step: the accounting and the penalty
+        self.account_step(weights)
         loss = super().loss(x, y, mask)
         if self.c > 0 and self.tasks_done_ > 0:
-            loss = loss + self.c * (self.importance_ * (weights - self.anchor_) ** 2).sum()
+            params = list(self.model_.parameters())
+            value, gradients = self.penalty(params, self.c, self.importance_, self.anchor_, weights)
+            self.add_gradients(params, gradients)    # the penalty's gradient, in closed form (QuadraticPenalty)
+            loss = loss + value
         return loss
 
     def end_task(self, task: Task) -> None:
