@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from clbench.learner import build_optimizer
+from clbench.optim import build_optimizer
 from clbench.learners.transformer import Transformer
 from clbench.models import build_backbone
 from clbench.scenario_names import scenario_config

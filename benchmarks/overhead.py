@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clbench.learner import build_optimizer
+from clbench.optim import build_optimizer
 from clbench.learners.finetune import Finetune
 from clbench.models import mlp
 from clbench.scenario_names import scenario_config

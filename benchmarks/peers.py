@@ -22,7 +22,7 @@ no importance on the CPU (its weight snapshots are views of the live weights), s
 of the bookkeeping without the effect.
 The hand-written loop does exactly clbench's computation (same random draws, same formulas), and
 the script first checks that it gives clbench's accuracy matrix. All three use the same optimiser,
-the one clbench's learners build (`clbench.learner.build_optimizer`): `torch.optim.Adam` with
+the one clbench's learners build (`clbench.optim.build_optimizer`): `torch.optim.Adam` with
 PyTorch's fused kernel (`fused=True`).
 
     python benchmarks/peers.py [--repeats 7] [--process-repeats 3] [--scenarios split-digits,split-fmnist]
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clbench.learner import build_optimizer
+from clbench.optim import build_optimizer
 from clbench.learners.avalanche.adapter import UnitMaskedCrossEntropy
 from clbench.learners.ewc import EWC
 from clbench.learners.finetune import Finetune

@@ -12,13 +12,13 @@ in one line, suites leave those runs out, and `check_learner` checks the refusal
 from __future__ import annotations
 
 import math
-import operator
-import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Iterable, Iterator, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Iterator, Protocol, runtime_checkable
 
 from clbench.errors import UsageError
+from clbench.gradients import add_to_gradients
 from clbench.lazy import lazy_import
+from clbench.optim import build_optimizer, clear_gradients, optimizer_step
 from clbench.progress import report_step
 from clbench.units import OutputUnits
 
@@ -55,105 +55,6 @@ def check_learner_protocol(learner: object, protocol: str, name: str) -> None:
         raise UsageError(f"learner {name!r} is defined under {' and '.join(supported)} only, not {protocol}")
 
 
-def build_optimizer(kind: str, params: Iterable[torch.nn.Parameter], lr: float, momentum: float = 0.0,
-                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """`torch.optim.Adam` ("adam") or `torch.optim.SGD` ("sgd") with PyTorch's fused kernel where this
-    torch has one for the parameters' device, else its multi-tensor (foreach) version.
-
-    The same algorithm as the per-tensor default, with rounding differences of order 1e-7 per step;
-    a step of clbench's small models is 20-30% faster on the CPU (benchmarks/peers.py).
-    """
-    params = list(params)
-    cls = torch.optim.Adam if kind == "adam" else torch.optim.SGD
-    settings = {"lr": lr, "weight_decay": weight_decay, **({"momentum": momentum} if kind == "sgd" else {})}
-    try:
-        return cls(params, fused=True, **settings)
-    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device or torch version
-        return cls(params, foreach=True, **settings)
-
-
-def clear_gradients(optimizer: torch.optim.Optimizer) -> None:
-    """`optimizer.zero_grad(set_to_none=True)` without its per-call profiler scope: every gradient set to None."""
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            p.grad = None
-
-
-def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
-    """`optimizer.step()`; for the fused Adam of `build_optimizer` the kernel is called directly.
-
-    `torch.optim.Adam.step` with `fused=True` ends in `torch._foreach_add_(steps, 1)` and one
-    `torch._fused_adam_` call per device and dtype; on clbench's small models its Python around them
-    (profiler scopes, hook loops, state and device grouping) costs several times the kernel. Here the
-    same two calls get the same tensors and arguments, so the weights and the optimiser state come
-    out bit for bit as `step()` leaves them (tests/test_learners.py checks it). Anything else (another
-    optimiser or setting, hooks, a parameter without a gradient, state not yet created by a first
-    `step()`) goes through `step()`.
-    """
-    step = _fused_adam_step(optimizer)
-    if step is None:
-        optimizer.step()
-    else:
-        step()
-
-
-def _fused_adam_step(optimizer: torch.optim.Optimizer):
-    """The direct kernel call for `optimizer`, or None where `optimizer_step` must call `step()`."""
-    from torch.optim import optimizer as optim_module   # cached by Python's import system after the first call
-
-    if (type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1
-            or optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
-            or optim_module._global_optimizer_pre_hooks or optim_module._global_optimizer_post_hooks
-            or getattr(optimizer, "grad_scale", None) is not None or getattr(optimizer, "found_inf", None) is not None):
-        return None
-    group = optimizer.param_groups[0]
-    if (not group.get("fused") or group["amsgrad"] or group["maximize"] or group["differentiable"]
-            or group["capturable"] or group.get("decoupled_weight_decay", False) or torch.is_tensor(group["lr"])
-            or torch.is_tensor(group["betas"][0]) or torch.is_tensor(group["betas"][1])):
-        return None
-    tensors = _fused_adam_state(optimizer, group)
-    if tensors is None:
-        return None
-    params, exp_avgs, exp_avg_sqs, steps = tensors
-    grads = [p.grad for p in params]
-    if any(g is None or g.is_sparse for g in grads):
-        return None
-    beta1, beta2 = group["betas"]
-
-    def step() -> None:
-        with torch.no_grad():
-            torch._foreach_add_(steps, 1)
-            torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
-                               beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
-                               maximize=False, grad_scale=None, found_inf=None)
-    return step
-
-
-def _fused_adam_state(optimizer: torch.optim.Optimizer, group: dict) -> tuple[list, list, list, list] | None:
-    """(params, exp_avgs, exp_avg_sqs, steps) of a one-group Adam whose state a first `step()` has
-    created, all on one device and dtype (else None). Kept on the optimiser while its `state` and
-    group objects are the ones it was read from: `load_state_dict` replaces both, and `step()`
-    updates the tensors in place once they exist."""
-    cached = getattr(optimizer, "_clbench_fused_state", None)
-    if cached is not None and cached[0] is optimizer.state and cached[1] is group and cached[2] == len(group["params"]):
-        return cached[3]
-    params = list(group["params"])
-    if not params:
-        return None
-    device, dtype = params[0].device, params[0].dtype
-    exp_avgs, exp_avg_sqs, steps = [], [], []
-    for p in params:
-        state = optimizer.state.get(p)
-        if p.device != device or p.dtype != dtype or not state or len(state) != 3:  # step, exp_avg, exp_avg_sq
-            return None
-        exp_avgs.append(state["exp_avg"])
-        exp_avg_sqs.append(state["exp_avg_sq"])
-        steps.append(state["step"])
-    tensors = (params, exp_avgs, exp_avg_sqs, steps)
-    optimizer._clbench_fused_state = (optimizer.state, group, len(params), tensors)
-    return tensors
-
-
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of logits (..., units) against labels (...): one label per image (B, units)
     and (B,), or one per position of a sequence (B, T, units) and (B, T), every position counted once."""
@@ -176,76 +77,6 @@ def check_training_fields(learner) -> None:
     if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in learner.widths):
         raise UsageError(f"widths must be whole numbers >= 1 (one per hidden layer, e.g. 100,100; empty for "
                          f"none), got {','.join(map(str, learner.widths))}")
-
-
-def add_to_gradients(params: list[torch.nn.Parameter], gradients: list[torch.Tensor]) -> None:
-    """p.grad += g for each pair, as autograd would have accumulated it: a parameter that got no
-    gradient from the backward pass gets g (a copy), one that does not require a gradient none."""
-    grads = [p.grad for p in params]
-    if all(g is not None for g in grads):
-        torch._foreach_add_(grads, gradients)
-        return
-    for p, g in zip(params, gradients):
-        if p.requires_grad:
-            p.grad = g.clone() if p.grad is None else p.grad.add_(g)
-
-
-class QuadraticPenalty:
-    """c Σ_k w_k (θ_k − θ*_k)² over all of a model's weights θ (one vector, `parameters()` order), the
-    penalty of SI and MAS, as a value and its gradient in closed form.
-
-    The gradient is, bit for bit, what autograd gives through `c * (w * (θ − θ*) ** 2).sum()`:
-    that graph's backward is (c w) · 2 (θ − θ*), each factor rounded once, and here it is the same
-    product of the same two factors: c w made once per (c, w), and 2 (θ − θ*) computed as
-    2θ + (−2θ*), which equals it exactly (doubling and negating are exact in floating point). That is
-    a few passes over the weight vector (those two, a dot product for the value, the caller's addition
-    to the gradients) instead of about 20 autograd operations (cat, sub, pow, mul, sum and their
-    backwards), which on clbench's small models cost as much as the network's own backward pass. The value only
-    reports the loss (its rounding may differ from that expression's in the last bits); it enters no
-    gradient. The returned gradients are views of a buffer that the next call overwrites.
-    """
-
-    def __init__(self) -> None:
-        self.tensors: tuple | None = None
-
-    def __call__(self, params: list[torch.nn.Parameter], c: float, weights: torch.Tensor, anchor: torch.Tensor,
-                 flat: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(value, gradient per parameter) at the current weights (`flat`: them as one detached vector, if known)."""
-        versions = (c, weights._version, anchor._version, len(params))
-        if self.tensors is None or self.tensors[0] is not weights or self.tensors[1] is not anchor \
-                or self.versions != versions or not all(map(operator.is_, params, self.tensors[2])):
-            with torch.no_grad():
-                self.scaled = c * weights           # the grad reaching w (θ − θ*)² in autograd: the float32 c, times w
-                self.minus_twice_anchor = -2.0 * anchor
-                self.twice, self.gradient = torch.empty_like(anchor), torch.empty_like(anchor)
-            pieces = self.gradient.split([p.numel() for p in params])
-            self.pieces = [piece.view(p.shape) for piece, p in zip(pieces, params)]
-            self.tensors, self.versions = (weights, anchor, list(params)), versions
-        with torch.no_grad():
-            if flat is None:
-                flat = torch.cat([p.reshape(-1) for p in params])
-            torch.add(self.minus_twice_anchor, flat, alpha=2.0, out=self.twice)   # 2 (θ − θ*): PowBackward's factor
-            torch.mul(self.scaled, self.twice, out=self.gradient)
-            value = 0.25 * torch.dot(self.gradient, self.twice)
-        return value, self.pieces
-
-
-def per_sample_gradients(model: torch.nn.Module, objective, x: torch.Tensor, *per_sample: torch.Tensor,
-                         chunk: int) -> Iterator[dict[str, torch.Tensor]]:
-    """The gradient of `objective(model(x_i), *others_i)` (a scalar; each sample as a batch of one)
-    with respect to the model's weights, for every sample i: dicts of name -> (samples, *weight
-    shape), `chunk` samples at a time (`torch.func.vmap`). Serves EWC's Fisher and MAS's importance."""
-    params = {name: p.detach() for name, p in model.named_parameters()}
-
-    def one(p, xi, *others):
-        return objective(torch.func.functional_call(model, p, (xi.unsqueeze(0),)), *(o.unsqueeze(0) for o in others))
-
-    grad = torch.func.vmap(torch.func.grad(one), in_dims=(None,) + (0,) * (1 + len(per_sample)))
-    for start in range(0, len(x), chunk):
-        with warnings.catch_warnings():  # attention has no vmap rule on the CPU: torch loops, and says so
-            warnings.filterwarnings("ignore", message="There is a performance drop")
-            grads = grad(params, *(t[start:start + chunk] for t in (x, *per_sample)))
-        yield grads
 
 
 class DivergenceError(RuntimeError):

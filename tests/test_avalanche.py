@@ -24,7 +24,7 @@ import torch
 
 from clbench import metrics
 from clbench.errors import UsageError
-from clbench.learner import build_optimizer
+from clbench.optim import build_optimizer
 from clbench.learners.ewc import EWC
 from clbench.learners.finetune import Finetune
 from clbench.learners.replay import Replay

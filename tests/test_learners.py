@@ -142,7 +142,7 @@ def test_divergence_is_reported():
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
 def test_direct_fused_adam_step_is_bit_identical_to_step(weight_decay):
     """`optimizer_step` calls Adam's fused kernel itself; weights and state must equal `step()`'s exactly."""
-    from clbench.learner import _fused_adam_step, build_optimizer, clear_gradients, optimizer_step
+    from clbench.optim import _fused_adam_step, build_optimizer, clear_gradients, optimizer_step
     from clbench.models import build_backbone
 
     torch.manual_seed(0)
@@ -169,7 +169,7 @@ def test_direct_fused_adam_step_is_bit_identical_to_step(weight_decay):
 
 def test_optimizer_step_falls_back_to_step_where_the_kernel_call_does_not_apply():
     """SGD, a parameter without a gradient, or a registered hook: `step()` runs (the hook fires)."""
-    from clbench.learner import build_optimizer, optimizer_step
+    from clbench.optim import build_optimizer, optimizer_step
 
     w = torch.nn.Parameter(torch.ones(3))
     unused = torch.nn.Parameter(torch.ones(2))
@@ -184,3 +184,37 @@ def test_optimizer_step_falls_back_to_step_where_the_kernel_call_does_not_apply(
     before = w.detach().clone()
     optimizer_step(sgd)
     assert torch.equal(w.detach(), before - 0.5)
+
+
+def test_a_torch_whose_private_kernel_differs_falls_back_to_step_for_good(monkeypatch):
+    """If the direct call raises (another torch's kernel signature), the step counts are restored,
+    `step()` does the step, and later steps go through `step()` too: the same weights as step() alone."""
+    from clbench import optim
+
+    monkeypatch.setitem(optim._DIRECT_KERNEL, "usable", True)
+    torch.manual_seed(0)
+    model, twin = torch.nn.Linear(4, 2), torch.nn.Linear(4, 2)
+    twin.load_state_dict(model.state_dict())
+    opts = [optim.build_optimizer("adam", m.parameters(), 0.01) for m in (model, twin)]
+    if not opts[0].param_groups[0].get("fused"):
+        pytest.skip("this torch has no fused Adam for the CPU")
+    real, refused = torch._fused_adam_, []
+
+    def kernel(*args, **kwargs):  # refuses the first call made once patched (the direct one), then is the real one
+        if not refused:
+            refused.append(1)
+            raise TypeError("_fused_adam_() got an unexpected keyword argument 'maximize'")
+        return real(*args, **kwargs)
+
+    x = torch.randn(8, 4)
+    for i in range(4):
+        if i == 1:  # the direct call is used from the second step on (the first creates the state)
+            monkeypatch.setattr(torch, "_fused_adam_", kernel)        # what Adam.step calls
+            monkeypatch.setattr(optim.torch, "_fused_adam_", kernel)  # clbench's lazily bound torch keeps its own copy
+        for m, opt in zip((model, twin), opts):
+            opt.zero_grad(set_to_none=True)
+            m(x).sum().backward()
+            optim.optimizer_step(opt) if opt is opts[0] else opt.step()
+    assert refused == [1] and optim._DIRECT_KERNEL["usable"] is False
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(p, q) and torch.equal(opts[0].state[p]["step"], opts[1].state[q]["step"])

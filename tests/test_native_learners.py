@@ -129,7 +129,7 @@ def test_mas_sums_importance_over_tasks_or_blends_it():
 def test_closed_form_penalty_gradient_is_autograds_bit_for_bit(c):
     """QuadraticPenalty's gradient equals autograd through c * (w * (θ − θ*) ** 2).sum() exactly,
     and follows in-place changes of the importance."""
-    from clbench.learner import QuadraticPenalty
+    from clbench.gradients import QuadraticPenalty
     from clbench.models import build_backbone
 
     torch.manual_seed(1)
@@ -150,7 +150,7 @@ def test_closed_form_penalty_gradient_is_autograds_bit_for_bit(c):
 
 def test_closed_form_gradients_accumulate_as_autograd_would():
     """Added to an existing gradient, given to a parameter without one, and never to a frozen one."""
-    from clbench.learner import add_to_gradients
+    from clbench.gradients import add_to_gradients
 
     a, b, frozen = (torch.nn.Parameter(torch.ones(2)) for _ in range(3))
     frozen.requires_grad_(False)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
-from clbench.learner import SGDLearner, cross_entropy, per_sample_gradients
+from clbench.gradients import per_sample_gradients
+from clbench.learner import SGDLearner, cross_entropy
 
 if TYPE_CHECKING:
     from clbench.scenario import Task

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
-from clbench.learner import SGDLearner, QuadraticPenalty, per_sample_gradients
+from clbench.gradients import QuadraticPenalty, per_sample_gradients
+from clbench.learner import SGDLearner
 
 if TYPE_CHECKING:
     from clbench.scenario import Task

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
-from clbench.learner import QuadraticPenalty, SGDLearner
+from clbench.gradients import QuadraticPenalty
+from clbench.learner import SGDLearner
 
 if TYPE_CHECKING:
     from clbench.scenario import Task

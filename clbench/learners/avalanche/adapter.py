@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from clbench.errors import UsageError, unknown_name_error
-from clbench.learner import TrainingFields, build_optimizer, check_training_fields
+from clbench.learner import TrainingFields, check_training_fields
+from clbench.optim import build_optimizer
 from clbench.learners.avalanche import PREFIX as AVALANCHE_PREFIX, names as avalanche_strategies
 from clbench.models import build_backbone, resolve_device
 from clbench.scenario import ScenarioSpec, Task
