@@ -264,7 +264,7 @@ def test_agem_step_follows_the_projected_gradient():
     stepped = torch.cat([p.grad.reshape(-1) for p in weights])
     assert torch.allclose(stepped, project(g, g_ref), atol=1e-6)
     assert float(stepped @ g_ref) >= -1e-6
-    assert float(loss) == pytest.approx(float(F.cross_entropy(learner.model_(x) + learner.mask_, y)), rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(float(F.cross_entropy(learner.model_(x) + learner.mask_, y).detach()), rel=1e-6)
 
 
 # -- DER / DER++ ---------------------------------------------------------------------------------
