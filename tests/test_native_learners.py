@@ -278,7 +278,7 @@ def test_der_stores_the_logits_of_the_step_and_matches_them():
     with torch.no_grad():
         logits = learner.model_(x)
     first = learner.loss(x, y, learner.mask_)  # all units: mask_logits is False by default, as in the paper
-    assert float(first) == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-6)
+    assert float(first.detach()) == pytest.approx(float(F.cross_entropy(logits, y).detach()), rel=1e-6)
     assert torch.equal(learner.buffer_x_, x) and torch.equal(learner.buffer_logits_, logits)
     with torch.no_grad():  # a step later the model has moved: the stored logits are its past
         for p in learner.model_.parameters():
@@ -288,7 +288,7 @@ def test_der_stores_the_logits_of_the_step_and_matches_them():
     with torch.no_grad():
         expected = F.cross_entropy(learner.model_(x2), y2) + \
             0.3 * ((learner.model_(x[idx]) - logits[idx]) ** 2).mean()
-    assert float(learner.loss(x2, y2, learner.mask_)) == pytest.approx(float(expected), rel=1e-5)
+    assert learner.loss(x2, y2, learner.mask_).item() == pytest.approx(expected.item(), rel=1e-5)
     assert len(learner.buffer_y_) == 64
 
 
@@ -321,7 +321,7 @@ def test_er_ace_masks_the_incoming_batch_to_its_own_classes():
         units = sorted(set(y.tolist()))
         incoming = F.cross_entropy(out[:, units], torch.tensor([units.index(v) for v in y.tolist()]))
         memory = F.cross_entropy(learner.model_(learner.buffer_x_[idx]) + learner.mask_, learner.buffer_y_[idx])
-    assert float(learner.loss(x, y, learner.mask_)) == pytest.approx(float(incoming + memory), rel=1e-5)
+    assert learner.loss(x, y, learner.mask_).item() == pytest.approx((incoming + memory).item(), rel=1e-5)
     plain = F.cross_entropy(out + learner.mask_, y)
     assert abs(float(plain) - float(incoming)) > 1e-3
 
