@@ -222,6 +222,27 @@ def test_lwf_selects_runs_of_units_by_slice_and_others_by_index_and_follows_new_
     assert learner.unit_selectors() == [slice(0, 3)]
 
 
+def test_lwf_runs_its_teacher_once_per_task_and_trains_as_if_it_ran_it_every_step(monkeypatch):
+    """The teacher's outputs are computed once per task and read per batch: the weights after a
+    3-epoch task equal those of a learner that runs the teacher on every batch."""
+    from clbench.learner import SGDLearner
+
+    sc = small("class_il")
+    cached, direct = (_fit(LwF(epochs=3), sc, 1) for _ in range(2))
+    calls = []
+    forward = cached.teacher_.forward
+    monkeypatch.setattr(cached.teacher_, "forward", lambda x: calls.append(len(x)) or forward(x))
+    task = sc[1].for_training()
+    torch.manual_seed(1)
+    cached.fit_task(task)
+    assert sum(calls) == len(task.y_train)  # one pass over the task, not one per epoch
+    monkeypatch.setattr(LwF, "batches", SGDLearner.batches)  # no rows known: the teacher runs per batch
+    torch.manual_seed(1)
+    direct.fit_task(task)
+    assert all(torch.equal(p, q) for p, q in zip(cached.model_.parameters(), direct.model_.parameters()))
+    assert cached.teacher_outputs is None and cached.batch_rows is None  # freed at the task's end
+
+
 # -- A-GEM ---------------------------------------------------------------------------------------
 
 def test_agem_projection_has_non_negative_dot_product_with_the_reference():

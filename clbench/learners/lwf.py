@@ -46,13 +46,34 @@ class LwF(SGDLearner):
         self.teacher_ = self.frozen_copy()           # used once old_groups_ is filled (after the first task)
         self.old_groups_: list[torch.Tensor] = []   # unit indices of each distillation term
         self._selectors_of: list[torch.Tensor] | None = None  # see unit_selectors
+        self.batch_rows = self.teacher_outputs = None           # see begin_task
+
+    def begin_task(self, task: Task) -> None:
+        """Also the teacher's outputs on the whole task, once: the teacher is frozen for the task,
+        so every epoch's batches read their rows instead of running it again."""
+        super().begin_task(task)
+        self.batch_rows = None
+        self.teacher_outputs = None
+        if self.old_groups_ and self.alpha > 0:
+            with torch.no_grad():
+                self.teacher_outputs = torch.cat([self.teacher_(x) for x in self.x_.split(self.batch_size)])
+
+    def batches(self, task: Task):
+        """`SGDLearner.batches`, remembering which rows of the task each batch holds."""
+        rows = torch.arange(len(self.y_), device=self.device_)
+        for x, y, self.batch_rows in self.shuffled(self.x_, self.y_, rows):
+            yield x, y, self.mask_
+        self.batch_rows = None
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         logits = self.model_(x)
         loss = F.cross_entropy(logits if mask is None else logits + mask, y)
         if self.old_groups_ and self.alpha > 0:
-            with torch.no_grad():
-                old = self.teacher_(x)
+            if self.batch_rows is not None and self.teacher_outputs is not None:
+                old = self.teacher_outputs[self.batch_rows]
+            else:
+                with torch.no_grad():
+                    old = self.teacher_(x)
             loss = loss + self.alpha * self.distillation(logits, old)
         return loss
 
@@ -82,6 +103,7 @@ class LwF(SGDLearner):
         return self._selectors
 
     def end_task(self, task: Task) -> None:
+        self.batch_rows = self.teacher_outputs = None
         protocol = self.spec_.protocol
         if protocol == "task_il":
             self.old_groups_.append(torch.tensor(task.classes, device=self.device_))
