@@ -140,9 +140,11 @@ def baselines(name: Optional[str] = typer.Argument(None, help="a shipped set of 
         if name is not None:
             typer.echo(shipped.recorded_runs(name))
             return
-        for label, folder in shipped.recorded().items():
-            typer.echo(f"{label:<12} {sum(1 for _ in folder.glob('*/run.json')):>4} runs  {folder}")
-        typer.echo(f"{'published':<12} {'':>9} {shipped.published_csv()}")
+        recorded = shipped.recorded()
+        width = max(len(label) for label in [*recorded, "published"])
+        for label, folder in recorded.items():
+            typer.echo(f"{label:<{width}} {sum(1 for _ in folder.glob('*/run.json')):>4} runs  {folder}")
+        typer.echo(f"{'published':<{width}} {'':>9} {shipped.published_csv()}")
     except UsageError as err:
         fail(str(err))
 
