@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Iterator, Protocol, runtime_checkable
 
 from clbench.errors import UsageError
-from clbench.gradients import add_to_gradients
+from clbench.gradients import QuadraticPenalty, add_to_gradients
 from clbench.lazy import lazy_import
 from clbench.optim import build_optimizer, clear_gradients, optimizer_step
 from clbench.progress import report_step
@@ -228,11 +228,15 @@ class SGDLearner(TrainingFields):
         (`clbench.units.OutputUnits`: the units the learner may use now)."""
         return self.units_.mask(task_ids, self.device_)
 
-    def add_gradients(self, params: list[torch.nn.Parameter], gradients: list[torch.Tensor]) -> None:
-        """From `loss`: add `gradients` to `params`' gradients after this step's backward pass, for a
-        term of the loss whose gradient is known in closed form (`QuadraticPenalty`) and enters the
-        returned loss as a value only. Applies to the step whose `loss` call made it."""
+    def closed_form_penalty(self, penalty: QuadraticPenalty, c: float, weights: torch.Tensor, anchor: torch.Tensor,
+                            flat: torch.Tensor | None = None) -> torch.Tensor:
+        """From `loss`: the value of c Σ w (θ − θ*)² (SI's and MAS's penalty), to add to the loss; its
+        gradient, known in closed form, is added to the model's gradients after this step's backward
+        pass (the step whose `loss` call asked for it). `flat`: the weights as one vector, if known."""
+        params = list(self.model_.parameters())
+        value, gradients = penalty(params, c, weights, anchor, flat)
         self._extra_gradients = (params, gradients)
+        return value
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """The training loss of one batch; `mask` is added to the logits (see `logit_mask`)."""

@@ -63,10 +63,7 @@ class MAS(SGDLearner):
     def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         loss = super().loss(x, y, mask)
         if self.tasks_done_ and self.lam > 0:
-            params = list(self.model_.parameters())
-            value, gradients = self.penalty(params, self.lam, self.omega_, self.anchor_)
-            self.add_gradients(params, gradients)    # the penalty's gradient, in closed form (QuadraticPenalty)
-            loss = loss + value
+            loss = loss + self.closed_form_penalty(self.penalty, self.lam, self.omega_, self.anchor_)
         return loss
 
     def end_task(self, task: Task) -> None:

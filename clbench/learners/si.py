@@ -74,10 +74,7 @@ class SI(SGDLearner):
         self.account_step(weights)
         loss = super().loss(x, y, mask)
         if self.c > 0 and self.tasks_done_ > 0:
-            params = list(self.model_.parameters())
-            value, gradients = self.penalty(params, self.c, self.importance_, self.anchor_, weights)
-            self.add_gradients(params, gradients)    # the penalty's gradient, in closed form (QuadraticPenalty)
-            loss = loss + value
+            loss = loss + self.closed_form_penalty(self.penalty, self.c, self.importance_, self.anchor_, weights)
         return loss
 
     def end_task(self, task: Task) -> None:
