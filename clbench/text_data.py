@@ -149,19 +149,24 @@ def _embedded(name: str) -> TextDomain:
 def _folder_domain(name: str, folder: Path) -> TextDomain:
     """A folder's domain, read once while its files stay as they are: planning a suite resolves one
     config per learner and seed, and each records the domain's sha256."""
-    paths = sorted(p for p in folder.rglob("*.txt") if p.is_file())
-    files = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+    files = tuple((str(p), stat.st_size, stat.st_mtime_ns) for p in _text_files(folder) for stat in [p.stat()])
     return _read_folder_domain(name, str(folder), files)
 
 
 @functools.lru_cache(maxsize=8)
 def _read_folder_domain(name: str, folder: str, files: tuple[tuple[str, int, int], ...]) -> TextDomain:
-    return _checked(TextDomain(name, folder, _folder_documents(Path(folder))))
+    """The domain of the listed files (path, size, mtime): the listing is the cache key."""
+    return _checked(TextDomain(name, folder, _folder_documents(Path(folder), [Path(path) for path, _, _ in files])))
 
 
-def _folder_documents(folder: Path) -> tuple[tuple[str, bytes], ...]:
-    """Every `*.txt` file under `folder`, recursively in sorted order, as (relative path, bytes)."""
-    paths = sorted(p for p in folder.rglob("*.txt") if p.is_file())
+def _text_files(folder: Path) -> list[Path]:
+    """Every `*.txt` file under `folder`, recursively, in sorted order."""
+    return sorted(p for p in folder.rglob("*.txt") if p.is_file())
+
+
+def _folder_documents(folder: Path, paths: list[Path] | None = None) -> tuple[tuple[str, bytes], ...]:
+    """The `*.txt` files under `folder` (`paths`, if already listed) as (relative path, bytes)."""
+    paths = _text_files(folder) if paths is None else paths
     return tuple((str(p.relative_to(folder)), p.read_bytes()) for p in paths)
 
 

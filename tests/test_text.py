@@ -359,7 +359,7 @@ def test_a_folder_domain_is_read_once_until_its_files_change(tmp_path: Path, mon
     (folder / "a.txt").write_text("first text\n")
     reads = []
     real = text_data._folder_documents
-    monkeypatch.setattr(text_data, "_folder_documents", lambda f: reads.append(f) or real(f))
+    monkeypatch.setattr(text_data, "_folder_documents", lambda *args: reads.append(args) or real(*args))
     first = text_data.load_domain(f"text:{folder}")
     assert text_data.load_domain(f"text:{folder}").sha256 == first.sha256 and len(reads) == 1
     (folder / "a.txt").write_text("other text, longer\n")
