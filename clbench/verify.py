@@ -80,8 +80,7 @@ def matrix_difference(recorded: np.ndarray, fresh: np.ndarray, config: dict[str,
     unequal = recorded != fresh
     if not unequal.any():
         return None
-    gap = np.where(unequal, np.abs(recorded - fresh), -1.0)
-    i, j = np.unravel_index(int(np.argmax(gap)), gap.shape)
+    i, j = np.unravel_index(int(np.argmax(np.abs(recorded - fresh))), recorded.shape)
     measure = measure_of(config)
     show = lambda v: f"{measure.scale * v:.{measure.decimals + 2}f}"  # noqa: E731
     return (f"{int(unequal.sum())} of {unequal.size} cells differ, the largest R[{i},{j + 1}]: "
