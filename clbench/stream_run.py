@@ -115,12 +115,12 @@ def run_stream(scenario: Scenario, learner, seed: int, progress=None):
         reset_peak_memory()
         train_seconds = 0.0
         state["task"] = s + 1
+        segment_steps = -(-(hi - lo) // stream["batch_size"])  # batches in this segment
         if not batched:
             _, train_seconds = timed(learner.fit_task, _segment_task(scenario, plan, s, lo, hi))
-            state["step"] += -(-(hi - lo) // stream["batch_size"])
+            state["step"] += segment_steps
             state["samples"] = hi
         else:
-            segment_steps = -(-(hi - lo) // stream["batch_size"])
             for b in range(lo, hi, stream["batch_size"]):
                 e = min(b + stream["batch_size"], hi)
                 tasks, index = plan.task[b:e], plan.index[b:e]
