@@ -156,6 +156,15 @@ def _checked(path: Path) -> tuple[dict[str, Any], bytes]:
     return record, data
 
 
+def csv_text(rows: list[dict], fields: tuple[str, ...], lineterminator: str = "\n") -> str:
+    """`rows` as CSV text with a header of `fields` (keys not among them are left out)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator=lineterminator)
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
 def _csv_rows(data: bytes) -> csv.DictReader:
     return csv.DictReader(io.StringIO(data.decode(), newline=""))
 
@@ -245,12 +254,7 @@ def write_run(root: Path, config: dict[str, Any], rows: list[dict], status: str 
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{rid}-{os.getpid()}-", dir=root))
     try:
         column = value_column(rows)
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=tuple(column if f == "accuracy" else f for f in ROW_FIELDS),
-                                extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        data = out.getvalue().encode()
+        data = csv_text(rows, tuple(column if f == "accuracy" else f for f in ROW_FIELDS), "\r\n").encode()
         (tmp / ROWS_FILE).write_bytes(data)
         for name, text in (files or {}).items():
             (tmp / name).write_text(text)

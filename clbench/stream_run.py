@@ -12,8 +12,6 @@ Besides the boundary rows, a run returns `anytime.csv` (step x evaluated task) a
 """
 from __future__ import annotations
 
-import csv
-import io
 import time
 
 import numpy as np
@@ -22,6 +20,7 @@ import torch
 from clbench.anytime import ANYTIME_FILE, LOSS_FILE
 from clbench.errors import UsageError
 from clbench.progress import report_step
+from clbench.results import csv_text
 from clbench.runner import (EVAL_BATCH_SIZE, RunResult, accuracy, peak_memory_mb, reset_peak_memory, seed_everything,
                             task_rows, timed)
 from clbench.scenario import Scenario, Task
@@ -34,14 +33,6 @@ LOSS_FIELDS = ("step", "loss")
 def is_task_free(learner) -> bool:
     """Whether the learner trains batch by batch without boundaries (see the module docstring)."""
     return callable(getattr(learner, "fit_batch", None)) and getattr(learner, "task_free", True)
-
-
-def csv_text(rows: list[dict], fields: tuple[str, ...]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
 
 
 def _segment_task(scenario: Scenario, plan, s: int, lo: int, hi: int) -> Task:
