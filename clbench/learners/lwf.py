@@ -52,7 +52,6 @@ class LwF(SGDLearner):
         """Also the teacher's outputs on the whole task, once: the teacher is frozen for the task,
         so every epoch's batches read their rows instead of running it again."""
         super().begin_task(task)
-        self.batch_rows = None
         self.teacher_outputs = None
         if self.old_groups_ and self.alpha > 0:
             with torch.no_grad():
@@ -69,7 +68,7 @@ class LwF(SGDLearner):
         logits = self.model_(x)
         loss = F.cross_entropy(logits if mask is None else logits + mask, y)
         if self.old_groups_ and self.alpha > 0:
-            if self.batch_rows is not None and self.teacher_outputs is not None:
+            if self.batch_rows is not None:  # inside fit_task: begin_task ran the teacher on the task
                 old = self.teacher_outputs[self.batch_rows]
             else:
                 with torch.no_grad():
