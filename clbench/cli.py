@@ -7,7 +7,6 @@ from __future__ import annotations
 import atexit
 import gc
 import sys
-import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import List, Optional
@@ -101,7 +100,7 @@ def run(
     use_data_dir(data_dir)
 
     status = Status(quiet)
-    training = {"task": 1, "of": 0, "drawn": 0.0}
+    training = {"task": 1, "of": 0}
 
     def progress(after_task: int, rows: list[dict]) -> None:
         training.update(task=after_task + 1, of=len(rows))
@@ -117,11 +116,9 @@ def run(
                        f"{measure.unit}", err=True)
 
     def step(done: int, total: int | None) -> None:  # the live line while a task trains (terminals only)
-        now = time.monotonic()
-        if now - training["drawn"] >= 0.2 or done == total:
-            training["drawn"] = now
-            of = f"/{training['of']}" if training["of"] else ""
-            status.show(f"training task {training['task']}{of}: step {done}" + (f"/{total}" if total else ""))
+        of = f"/{training['of']}" if training["of"] else ""
+        status.show(f"training task {training['task']}{of}: step {done}" + (f"/{total}" if total else ""),
+                    every=0.0 if done == total else 0.2)
 
     try:
         check_seed(seed, "--seed")

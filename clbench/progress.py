@@ -45,6 +45,13 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def redraw(stream: TextIO, text: str) -> None:
+    """Replace the terminal's current line with `text`, cut to the terminal's width."""
+    width = shutil.get_terminal_size((100, 20)).columns - 1
+    stream.write("\r\x1b[2K" + (text if len(text) <= width else text[:max(0, width - 1)] + "…"))
+    stream.flush()
+
+
 class SuiteProgress:
     """Counts of a suite being run, rendered to `stream` (stderr by default)."""
 
@@ -137,11 +144,7 @@ class SuiteProgress:
         text = self.status()
         if self.running:
             text += "  " + ", ".join(self.running)
-        width = shutil.get_terminal_size((100, 20)).columns - 1
-        if len(text) > width:
-            text = text[:max(0, width - 1)] + "…"
-        self.stream.write("\r\x1b[2K" + text)
-        self.stream.flush()
+        redraw(self.stream, text)
 
 
 class Status:
@@ -152,14 +155,16 @@ class Status:
         self.stream = stream or sys.stderr
         self.live = (self.stream.isatty() if live is None else live) and not quiet
         self.start = time.monotonic()
+        self._shown = float("-inf")
 
-    def show(self, text: str) -> None:
-        if not self.live:
+    def show(self, text: str, every: float = 0.0) -> None:
+        """Show `text`, unless `every` > 0 and the line was redrawn less than `every` seconds ago
+        (for callers that report many times a second)."""
+        now = time.monotonic()
+        if not self.live or now - self._shown < every:
             return
-        text = f"[{format_seconds(time.monotonic() - self.start)}] {text}"
-        width = shutil.get_terminal_size((100, 20)).columns - 1
-        self.stream.write("\r\x1b[2K" + (text if len(text) <= width else text[:max(0, width - 1)] + "…"))
-        self.stream.flush()
+        self._shown = now
+        redraw(self.stream, f"[{format_seconds(now - self.start)}] {text}")
 
     def clear(self) -> None:
         if self.live:
