@@ -46,16 +46,17 @@ class LwF(SGDLearner):
         self.teacher_ = self.frozen_copy()           # used once old_groups_ is filled (after the first task)
         self.old_groups_: list[torch.Tensor] = []   # unit indices of each distillation term
         self._selectors_of: list[torch.Tensor] | None = None  # see unit_selectors
-        self.batch_rows = self.teacher_outputs = None           # see begin_task
+        self.batch_rows = self.teacher_targets = None           # see begin_task
 
     def begin_task(self, task: Task) -> None:
-        """Also the teacher's outputs on the whole task, once: the teacher is frozen for the task,
-        so every epoch's batches read their rows instead of running it again."""
+        """Also the teacher's soft targets on the whole task, once: the teacher is frozen for the
+        task, so every epoch's batches read their rows instead of running it again."""
         super().begin_task(task)
-        self.teacher_outputs = None
+        self.teacher_targets = None
         if self.old_groups_ and self.alpha > 0:
             with torch.no_grad():
-                self.teacher_outputs = torch.cat([self.teacher_(x) for x in self.x_.split(self.batch_size)])
+                old = torch.cat([self.teacher_(x) for x in self.x_.split(self.batch_size)])
+            self.teacher_targets = self.soft_targets(old)
 
     def batches(self, task: Task):
         """`SGDLearner.batches`, remembering which rows of the task each batch holds."""
@@ -69,21 +70,24 @@ class LwF(SGDLearner):
         loss = F.cross_entropy(logits if mask is None else logits + mask, y)
         if self.old_groups_ and self.alpha > 0:
             if self.batch_rows is not None:  # inside fit_task: begin_task ran the teacher on the task
-                old = self.teacher_outputs[self.batch_rows]
+                targets = [t[self.batch_rows] for t in self.teacher_targets]
             else:
                 with torch.no_grad():
-                    old = self.teacher_(x)
-            loss = loss + self.alpha * self.distillation(logits, old)
+                    targets = self.soft_targets(self.teacher_(x))
+            loss = loss + self.alpha * self.distillation(logits, targets)
         return loss
 
-    def distillation(self, logits: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-        """Eq. 2: −Σ_i y'_o(i) log ŷ'_o(i) with y' and ŷ' the softmax at temperature T, averaged over the
-        batch; summed over the groups."""
+    def soft_targets(self, old: torch.Tensor) -> list[torch.Tensor]:
+        """y'_o of Eq. 2 for each distillation group: the teacher's softmax at temperature T."""
+        return [F.softmax(old[:, units] / self.temperature, 1) for units in self.unit_selectors()]
+
+    def distillation(self, logits: torch.Tensor, targets: list[torch.Tensor]) -> torch.Tensor:
+        """Eq. 2: −Σ_i y'_o(i) log ŷ'_o(i) with ŷ' the student's softmax at temperature T and y'_o
+        the groups' `soft_targets`, averaged over the batch; summed over the groups."""
         loss = None
-        for units in self.unit_selectors():
-            target = F.softmax(old[:, units] / self.temperature, 1)
-            term = (target * F.log_softmax(logits[:, units] / self.temperature, 1)).sum(1).mean()
-            loss = -term if loss is None else loss - term
+        for units, target in zip(self.unit_selectors(), targets):
+            term = F.cross_entropy(logits[:, units] / self.temperature, target)
+            loss = term if loss is None else loss + term
         return logits.new_zeros(()) if loss is None else loss
 
     def unit_selectors(self) -> list:
@@ -102,7 +106,7 @@ class LwF(SGDLearner):
         return self._selectors
 
     def end_task(self, task: Task) -> None:
-        self.batch_rows = self.teacher_outputs = None
+        self.batch_rows = self.teacher_targets = None
         protocol = self.spec_.protocol
         if protocol == "task_il":
             self.old_groups_.append(torch.tensor(task.classes, device=self.device_))
