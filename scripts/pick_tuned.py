@@ -6,8 +6,10 @@ For every learner label, each try (a distinct set of field values) is scored by 
 metric averaged first over seeds, then over the scenario-protocols of the suite; the best try
 wins (over the scenario-protocols the learner is defined under: iCaRL's exclude domain_il). Only runs evaluated on a validation split count (eval_split = "val"): a tuning pick read
 off the test split would flatter the method. A try missing any scenario-protocol is listed as
-incomplete and never picked. Prints every try and the pick, with the fields that differ between
-tries.
+incomplete and never picked. Only runs made by the learner's current code count (its declared
+`code_version`, or a learner file's source hash): a tuning folder that still holds runs of older
+code gets a note saying how many groups were left out, never a mix. Prints every try and the pick,
+with the fields that differ between tries.
 """
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from clbench.aggregate import group_runs, load_runs
+from clbench.configs import code_version
 from clbench.learner import supported_protocols
-from clbench.registry import load_object
+from clbench.registry import load_object, source_sha256
 from clbench.metrics import METRICS
 
 
@@ -38,6 +41,11 @@ def main() -> None:
     if not groups:
         where = ", ".join(map(str, options.folders))
         sys.exit(f"error: no runs evaluated on a validation split (eval_split = \"val\") under {where}")
+    current = [g for g in groups if made_by_current_code(g.config["learner"])]
+    if len(current) < len(groups):
+        print(f"note: {len(groups) - len(current)} groups left out: recorded by older code of their learner "
+              f"(another code_version or learner-file source)")
+    groups = current
     cells = sorted({(g.scenario, g.protocol) for g in groups})
     tries: dict[str, dict[str, dict]] = defaultdict(dict)   # learner -> fields json -> {cell: mean}
     defined: dict[str, set[str]] = {g.learner: set(supported_protocols(load_object(g.config["learner"]["class"])))
@@ -65,6 +73,13 @@ def main() -> None:
             if score is not None and (best_score is None or sign * score > sign * best_score):
                 best, best_score = label, score
         print(f"  pick: {best}" if best else "  pick: none (no complete try)")
+
+
+def made_by_current_code(learner: dict) -> bool:
+    """Whether a run's learner config carries the code identity its class has now."""
+    cls = learner["class"]
+    return (learner.get("code_version") == code_version(load_object(cls)).get("code_version")
+            and learner.get("source_sha256") == source_sha256(cls))
 
 
 if __name__ == "__main__":

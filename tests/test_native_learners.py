@@ -328,6 +328,37 @@ def test_der_reservoir_keeps_the_buffer_size_and_derpp_adds_the_label_term():
     assert final["derpp"] > final["der"] + 0.1  # the memory's labels matter in class_il
 
 
+def test_derpp_one_forward_pass_gives_the_loss_and_gradients_of_three():
+    """The current and both memory batches go through the model together (no batch norm here):
+    the loss and its gradients equal those of three separate passes, with the memory batches drawn
+    in the same order; a ResNet backbone (batch norm) keeps separate passes."""
+    sc = small("class_il")
+    learner = _fit(DERpp(epochs=1, buffer_size=60, mask_logits=True), sc, 1)
+    learner.begin_task(sc[1].for_training())
+    x, y = learner.x_[:32], learner.y_[:32]
+    twin = copy.deepcopy(learner)  # the same weights, memory and generator state
+    twin.one_pass_ = False
+    assert learner.one_pass_
+    draws = copy.deepcopy(learner.generator_)
+    match, picked = (torch.randint(len(learner.buffer_y_), (32,), generator=draws) for _ in range(2))
+    with torch.no_grad():
+        model, memory = learner.model_, learner.buffer_x_
+        by_hand = (F.cross_entropy(model(x) + learner.mask_, y)
+                   + 0.1 * F.mse_loss(model(memory[match]), learner.buffer_logits_[match])
+                   + 0.5 * F.cross_entropy(model(memory[picked]) + learner.logit_mask(learner.buffer_task_[picked]),
+                                           learner.buffer_y_[picked]))
+    fused = learner.loss(x, y, learner.mask_)
+    fused_grads = torch.autograd.grad(fused, list(learner.model_.parameters()))
+    separate = twin.loss(x, y, twin.mask_)
+    assert fused.item() == pytest.approx(by_hand.item(), rel=1e-5)
+    assert separate.item() == pytest.approx(by_hand.item(), rel=1e-5)
+    for a, b in zip(fused_grads, torch.autograd.grad(separate, list(twin.model_.parameters()))):
+        assert torch.allclose(a, b, atol=1e-6)
+    with_norm = DERpp(backbone="reduced-resnet18")
+    with_norm.setup(ScenarioSpec(n_tasks=2, n_outputs=4, input_shape=(3, 8, 8), protocol="class_il"), 0)
+    assert not with_norm.one_pass_
+
+
 # -- ER-ACE --------------------------------------------------------------------------------------
 
 def test_er_ace_masks_the_incoming_batch_to_its_own_classes():
