@@ -9,6 +9,11 @@ Variants of Hope-LM can be timed beside it with --set (repeatable, key=value as 
 
     python benchmarks/hope_lm_cost.py                  # default sizes, 1 thread
     python benchmarks/hope_lm_cost.py --batch 4 --steps 1 --repeats 2 --set first_order=true
+    python benchmarks/hope_lm_cost.py --batch 4 --count-ops --set context_periods=   # no timing: operations per step
+
+`--count-ops` counts the tensor operations (forward and backward) one training step dispatches,
+for hope-lm and the Transformer: a load-independent measure of where the time goes, since at
+these sizes a step's time is mostly per-operation overhead.
 """
 from __future__ import annotations
 
@@ -45,6 +50,24 @@ def transformer_seconds(task, spec, fields: dict, steps: int) -> float:
     return time.process_time() - start
 
 
+def operations_per_step(learner, x, y) -> int:
+    """Tensor operations (aten calls, forward and backward) of one training step, after a warm-up step."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Counter.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    step = (lambda: learner.train_step(x, y)) if isinstance(learner, HopeLM) else (lambda: learner.train_step(x, y, None))
+    step()
+    with Counter():
+        step()
+    return Counter.calls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4, help="training steps per timed attempt")
@@ -52,6 +75,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=16, help="sequences per step (both learners)")
     parser.add_argument("--set", action="append", default=[], help="hope-lm field key=value")
+    parser.add_argument("--count-ops", action="store_true", help="count each one's tensor operations per step instead of timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     scenario = build_scenario(scenario_config("text-embedded"))
@@ -64,6 +88,12 @@ def main() -> None:
     t_probe = Transformer(**t_fields)
     t_probe.setup(spec, 0)
     count = lambda model: sum(p.numel() for p in model.parameters())
+    if args.count_ops:
+        x, y = task.x_train[:probe.batch_size], task.y_train[:probe.batch_size]
+        h, t = operations_per_step(probe, x, y), operations_per_step(t_probe, x, y)
+        print(f"batch {probe.batch_size} x context {spec.input_shape[0]}; hope-lm fields {hope_fields}")
+        print(f"tensor operations per training step: hope-lm {h:,}, transformer {t:,} ({h / t:.0f}x)")
+        return
     transformer_seconds(task, spec, t_fields, 2)     # warm-up
     hope, trans = [], []
     for _ in range(args.repeats):
