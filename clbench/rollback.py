@@ -68,10 +68,12 @@ def replay_with_snapshots(config: dict[str, Any]) -> Replayed:
 
 
 def max_difference(rows: list[dict], stored: list[dict]) -> float:
-    """The largest absolute accuracy difference between two runs' rows (same cells)."""
+    """The largest absolute difference of the measure (accuracy, or bpc on a text stream) between
+    two runs' rows (same cells)."""
     key = lambda r: (r["after_task"], r["eval_task"])
-    theirs = {key(r): r["accuracy"] for r in stored}
-    return max(abs(r["accuracy"] - theirs[key(r)]) for r in rows)
+    column = "bpc" if "bpc" in stored[0] else "accuracy"
+    theirs = {key(r): r[column] for r in stored}
+    return max(abs(r[column] - theirs[key(r)]) for r in rows)
 
 
 def rollback_table(replayed: Replayed) -> list[dict]:

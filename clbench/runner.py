@@ -140,6 +140,19 @@ def bits_per_character(learner: Learner, task: Task) -> tuple[float, int]:
     return total / count / math.log(2), count
 
 
+@torch.no_grad()
+def bits_by_position(learner: Learner, task: Task) -> torch.Tensor:
+    """`bits_per_character` split by position in the window: the mean next-byte cross-entropy in
+    bits at each position t of the task's held-out windows, shape (context,). Whether a model
+    predicts later bytes of a window better than earlier ones (learning in context) shows here."""
+    total = torch.zeros(task.y_test.shape[1], dtype=torch.float64)
+    for start in range(0, len(task.y_test), EVAL_SEQUENCES):
+        y = task.y_test[start:start + EVAL_SEQUENCES]
+        logits = learner.predict(task.x_test[start:start + EVAL_SEQUENCES], task_id=task.known_task_id).cpu()
+        total += torch.nn.functional.cross_entropy(logits.double().permute(0, 2, 1), y, reduction="none").sum(0)
+    return total / len(task.y_test) / math.log(2)
+
+
 MEASURES = {"accuracy": accuracy, "bpc": bits_per_character}  # a scenario's measure -> how the runner computes it
 
 

@@ -20,7 +20,7 @@ from clbench.configs import resolve
 from clbench.models import build_backbone
 from clbench.scenario_names import scenario_config
 from clbench.results import matrix_from_rows, read_run, run_id, write_run
-from clbench.runner import bits_per_character, run
+from clbench.runner import bits_by_position, bits_per_character, run
 from clbench.scenario import Task, build_scenario, text
 
 SMALL_MODEL = {"backbone": "transformer", "widths": (16, 1, 2), "epochs": 1, "batch_size": 8, "lr": 0.01}
@@ -75,6 +75,20 @@ def test_bpc_equals_a_hand_computation() -> None:
     bpc, n = bits_per_character(FixedLM(table), task)
     assert n == 3
     assert bpc == pytest.approx((1.0 + 2.0 + 1.0) / 3, abs=1e-6)  # -log2(1/2), -log2(1/4), -log2(1/2)
+
+
+def test_bits_by_position_splits_the_same_cross_entropy_by_position() -> None:
+    table = torch.zeros(256, 256)                      # as above: 1 bit after byte 0, 2 bits after byte 1
+    table[0] = math.log(0.5 / 255)
+    table[0, 1] = math.log(0.5)
+    table[1] = math.log(0.75 / 255)
+    table[1, 0] = math.log(0.25)
+    task = text_task([[0, 1, 0], [1, 0, 1]], [[1, 0, 1], [0, 1, 0]])
+    by_position = bits_by_position(FixedLM(table), task)
+    assert by_position.tolist() == pytest.approx([1.5, 1.5, 1.5], abs=1e-6)   # each position: one window of each
+    task = text_task([[0, 1, 0], [0, 1, 0]], [[1, 0, 1], [1, 0, 1]])
+    assert bits_by_position(FixedLM(table), task).tolist() == pytest.approx([1.0, 2.0, 1.0], abs=1e-6)
+    assert float(bits_by_position(FixedLM(table), task).mean()) == pytest.approx(bits_per_character(FixedLM(table), task)[0])
 
 
 def test_logits_of_the_wrong_shape_are_refused() -> None:

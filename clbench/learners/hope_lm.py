@@ -67,7 +67,7 @@ class HopeLM(Hope):
     backbone_level: int = 1                     # embeddings, mixers and norms step every step
     carry: bool = False                         # keep the fast state across consecutive sequences
     memorize_at_eval: bool = True               # False: evaluate with frozen fast states
-    eta_max: float = 0.003                      # inner rate bound (hope's 0.1 diverges within 64 tokens, 0.01 within 128)
+    eta_max: float = 0.001                      # inner rate bound: 0.003 made the main memory blow up (NaN) on text-embedded seeds 1, 2
     epochs: int = 1                             # passes over each domain's training budget
     batch_size: int = 16                        # sequences per step
 
