@@ -41,10 +41,16 @@ def resolve(scenario: dict[str, Any], learner: str, overrides: dict[str, Any], s
     return {
         "clbench_version": clbench.__version__,
         "scenario": scenario,
-        "learner": {"name": name, "class": canonical, "fields": field_values(instance),
-                    "source_sha256": source_sha256(canonical), **code_version(cls)},
+        "learner": {"name": name, "class": canonical, "fields": field_values(instance), **code_identity(canonical, cls)},
         "seed": int(seed),
     }
+
+
+def code_identity(canonical: str, cls: type | None = None) -> dict[str, Any]:
+    """What a run's config records of the learner's code: a learner file's source hash (None for a
+    built-in) and the `code_version` its class (`cls`, loaded if not given) declares, so that changed
+    code gets new run ids."""
+    return {"source_sha256": source_sha256(canonical), **code_version(cls or load_object(canonical))}
 
 
 def code_version(cls: type) -> dict[str, int]:

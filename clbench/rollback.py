@@ -70,8 +70,10 @@ def replay_with_snapshots(config: dict[str, Any]) -> Replayed:
 def max_difference(rows: list[dict], stored: list[dict]) -> float:
     """The largest absolute difference of the measure (accuracy, or bpc on a text stream) between
     two runs' rows (same cells)."""
+    from clbench.results import value_column
+
     key = lambda r: (r["after_task"], r["eval_task"])
-    column = "bpc" if "bpc" in stored[0] else "accuracy"
+    column = value_column(stored)
     theirs = {key(r): r[column] for r in stored}
     return max(abs(r[column] - theirs[key(r)]) for r in rows)
 

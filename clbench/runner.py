@@ -120,12 +120,10 @@ def accuracy(learner: Learner, task: Task) -> tuple[float, int]:
     return correct / len(task.y_test), len(task.y_test)
 
 
-@torch.no_grad()
-def bits_per_character(learner: Learner, task: Task) -> tuple[float, int]:
-    """Mean next-byte cross-entropy in bits over every predicted byte of the task's held-out windows,
-    and the number of predicted bytes. `predict(x)` must give logits of shape (B, T, vocabulary)
-    where `logits[:, t]` predicts `y[:, t]`, the byte after `x[:, t]`."""
-    total, count = 0.0, 0
+def held_out_logits(learner: Learner, task: Task):
+    """(next-token logits, targets) of the task's held-out windows, `EVAL_SEQUENCES` at a time.
+    `predict(x)` must give logits of shape (B, T, vocabulary) where `logits[:, t]` predicts `y[:, t]`,
+    the byte after `x[:, t]`."""
     for start in range(0, len(task.y_test), EVAL_SEQUENCES):
         x = task.x_test[start:start + EVAL_SEQUENCES]
         y = task.y_test[start:start + EVAL_SEQUENCES]
@@ -133,6 +131,15 @@ def bits_per_character(learner: Learner, task: Task) -> tuple[float, int]:
         if logits.shape[:2] != y.shape or logits.dim() != 3:
             raise ValueError(f"a text stream needs next-token logits of shape (batch, context, vocabulary) = "
                              f"({len(y)}, {y.shape[1]}, V), got {tuple(logits.shape)}")
+        yield logits, y
+
+
+@torch.no_grad()
+def bits_per_character(learner: Learner, task: Task) -> tuple[float, int]:
+    """Mean next-byte cross-entropy in bits over every predicted byte of the task's held-out windows,
+    and the number of predicted bytes (`held_out_logits`)."""
+    total, count = 0.0, 0
+    for logits, y in held_out_logits(learner, task):
         nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).double(), y.reshape(-1),
                                                 reduction="sum")
         total += float(nll)
@@ -146,9 +153,7 @@ def bits_by_position(learner: Learner, task: Task) -> torch.Tensor:
     bits at each position t of the task's held-out windows, shape (context,). Whether a model
     predicts later bytes of a window better than earlier ones (learning in context) shows here."""
     total = torch.zeros(task.y_test.shape[1], dtype=torch.float64)
-    for start in range(0, len(task.y_test), EVAL_SEQUENCES):
-        y = task.y_test[start:start + EVAL_SEQUENCES]
-        logits = learner.predict(task.x_test[start:start + EVAL_SEQUENCES], task_id=task.known_task_id).cpu()
+    for logits, y in held_out_logits(learner, task):
         total += torch.nn.functional.cross_entropy(logits.double().permute(0, 2, 1), y, reduction="none").sum(0)
     return total / len(task.y_test) / math.log(2)
 

@@ -21,9 +21,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from clbench.aggregate import group_runs, load_runs
-from clbench.configs import code_version
+from clbench.configs import code_identity
 from clbench.learner import supported_protocols
-from clbench.registry import load_object, source_sha256
+from clbench.registry import load_object
 from clbench.metrics import METRICS
 
 
@@ -77,9 +77,8 @@ def main() -> None:
 
 def made_by_current_code(learner: dict) -> bool:
     """Whether a run's learner config carries the code identity its class has now."""
-    cls = learner["class"]
-    return (learner.get("code_version") == code_version(load_object(cls)).get("code_version")
-            and learner.get("source_sha256") == source_sha256(cls))
+    now = code_identity(learner["class"])
+    return learner.get("source_sha256") == now["source_sha256"] and learner.get("code_version") == now.get("code_version")
 
 
 if __name__ == "__main__":

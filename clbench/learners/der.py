@@ -77,14 +77,15 @@ class DER(SGDLearner):
     def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """The current batch's cross-entropy, α × the logit-matching error of one memory batch and
         (DER++) β × the cross-entropy of a second one."""
-        batches, picked = [x], None
+        batches, picked, picked_here = [x], None, None
         if len(self.buffer_y_):
             k = self.replay_batch_size or self.batch_size
             match = torch.randint(len(self.buffer_y_), (k,), generator=self.generator_).to(self.device_)
             batches.append(self.buffer_x_[match])
             if self.beta > 0:
-                picked = torch.randint(len(self.buffer_y_), (k,), generator=self.generator_)
-                batches.append(self.buffer_x_[picked.to(self.device_)])
+                picked = torch.randint(len(self.buffer_y_), (k,), generator=self.generator_)  # CPU: indexes buffer_task_
+                picked_here = picked.to(self.device_)
+                batches.append(self.buffer_x_[picked_here])
         if self.one_pass_:
             outputs = self.model_(torch.cat(batches)).split([len(b) for b in batches])
         else:
@@ -97,7 +98,7 @@ class DER(SGDLearner):
             memory_mask = self.logit_mask(self.buffer_task_[picked]) if self.mask_logits else None
             out = outputs[2]
             loss = loss + self.beta * F.cross_entropy(out if memory_mask is None else out + memory_mask,
-                                                      self.buffer_y_[picked.to(self.device_)])
+                                                      self.buffer_y_[picked_here])
         if self.store == "online":
             self.add(x, y, logits.detach())
         return loss
