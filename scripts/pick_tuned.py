@@ -4,7 +4,7 @@
 
 For every learner label, each try (a distinct set of field values) is scored by its validation
 metric averaged first over seeds, then over the scenario-protocols of the suite; the best try
-wins (over the scenario-protocols the learner is defined under: iCaRL's exclude domain_il). Only runs evaluated on a validation split count (eval_split = "val"): a tuning pick read
+(the highest accuracy, the lowest bits per character on text streams) wins (over the scenario-protocols the learner is defined under: iCaRL's exclude domain_il). Only runs evaluated on a validation split count (eval_split = "val"): a tuning pick read
 off the test split would flatter the method. A try missing any scenario-protocol is listed as
 incomplete and never picked. Only runs made by the learner's current code count (its declared
 `code_version`, or a learner file's source hash): a tuning folder that still holds runs of older
@@ -46,6 +46,11 @@ def main() -> None:
         print(f"note: {len(groups) - len(current)} groups left out: recorded by older code of their learner "
               f"(another code_version or learner-file source)")
     groups = current
+    measures = {g.measure for g in groups}
+    if len(measures) > 1:
+        sys.exit(f"error: the runs measure {', '.join(sorted(m.name for m in measures))}: tune one measure "
+                 f"(accuracy or bpc streams) per call")
+    measure = measures.pop()
     cells = sorted({(g.scenario, g.protocol) for g in groups})
     tries: dict[str, dict[str, dict]] = defaultdict(dict)   # learner -> fields json -> {cell: mean}
     defined: dict[str, set[str]] = {g.learner: set(supported_protocols(load_object(g.config["learner"]["class"])))
@@ -55,8 +60,10 @@ def main() -> None:
         if values:
             fields = json.dumps(g.config["learner"]["fields"], sort_keys=True)
             tries[g.learner].setdefault(fields, {})[(g.scenario, g.protocol)] = statistics.fmean(values)
-    sign = 1 if METRICS[options.metric].better_high() else -1
-    print(f"validation {options.metric} (%), mean over seeds; columns: " + ", ".join(f"{s}/{p}" for s, p in cells))
+    metric = METRICS[options.metric]
+    sign = 1 if metric.better_high(measure) else -1
+    print(f"validation {options.metric} ({metric.unit(measure)}, {'higher' if sign > 0 else 'lower'} is better), "
+          f"mean over seeds; columns: " + ", ".join(f"{s}/{p}" for s, p in cells))
     for learner, by_fields in sorted(tries.items()):
         all_fields = [json.loads(f) for f in by_fields]
         varying = sorted(k for k in all_fields[0] if len({json.dumps(f.get(k)) for f in all_fields}) > 1)
@@ -65,11 +72,11 @@ def main() -> None:
         for fields_json, scores in by_fields.items():
             fields = json.loads(fields_json)
             label = ", ".join(f"{k}={fields[k]}" for k in varying) or "(one try)"
-            cols = "  ".join(f"{100 * scores[c]:5.1f}" if c in scores else "  -  " for c in cells)
+            cols = "  ".join(f"{measure.show(scores[c]):>5}" if c in scores else "  -  " for c in cells)
             own = [c for c in cells if c[1] in defined[learner]]
             complete = all(c in scores for c in own)
             score = statistics.fmean(scores[c] for c in own) if complete else None
-            print(f"  {label:<40} {cols}   mean {'incomplete' if score is None else f'{100 * score:5.1f}'}")
+            print(f"  {label:<40} {cols}   mean {'incomplete' if score is None else measure.show(score)}")
             if score is not None and (best_score is None or sign * score > sign * best_score):
                 best, best_score = label, score
         print(f"  pick: {best}" if best else "  pick: none (no complete try)")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from clbench.errors import UsageError
 from clbench.lazy import lazy_import
 from clbench.learner import SGDLearner
+from clbench.optim import optimizer_step
 
 if TYPE_CHECKING:
     from clbench.scenario import Task
@@ -29,8 +30,7 @@ class AGEM(SGDLearner):
     memory, so that g̃ᵀg_ref ≥ 0.
 
     The memory keeps `memory_per_task` random samples of every finished task, each with its own
-    task's logit mask. The projection is done inside `loss`: it returns a loss whose gradient is g̃
-    (the detached g̃ dotted with the weights) and whose value is the batch's training loss.
+    task's logit mask.
     """
 
     memory_per_task: int = 250     # samples kept per task (the paper's episodic memory per task)
@@ -58,16 +58,22 @@ class AGEM(SGDLearner):
         grads = torch.autograd.grad(loss, list(self.model_.parameters()))
         return loss.detach(), torch.cat([g.reshape(-1) for g in grads])
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """One step along the projected gradient g̃, written straight into the weights' gradients:
+        the two gradients are taken anyway, so no third backward pass (through a surrogate loss
+        whose gradient is g̃) is needed."""
         if len(self.memory_y_) == 0:
-            return super().loss(x, y, mask)
+            return super().train_step(x, y, mask)
         loss, g = self.gradient(x, y, mask)
         idx = torch.randperm(len(self.memory_y_), generator=self.generator_)[: self.sample_size].to(self.device_)
         memory_mask = None if self.memory_mask_ is None else self.memory_mask_[idx]
         _, g_ref = self.gradient(self.memory_x_[idx], self.memory_y_[idx], memory_mask)
         g = project(g, g_ref)
-        surrogate = (self.flat_weights() * g).sum()    # its gradient with respect to the weights is g̃
-        return surrogate - surrogate.detach() + loss
+        params = list(self.model_.parameters())
+        for p, piece in zip(params, g.split([p.numel() for p in params])):
+            p.grad = piece.view(p.shape)
+        optimizer_step(self.optimizer_)
+        return loss
 
     def end_task(self, task: Task) -> None:
         keep = torch.randperm(len(self.y_), generator=self.generator_)[: self.memory_per_task].to(self.device_)
