@@ -327,6 +327,41 @@ def test_der_reservoir_keeps_the_buffer_size_and_derpp_adds_the_label_term():
     assert final["derpp"] > final["der"] + 0.1  # the memory's labels matter in class_il
 
 
+def test_der_reservoir_write_equals_the_sample_by_sample_rule():
+    """`add` writes a batch's kept samples at once; the buffer must be what Algorithm 2 of the
+    paper leaves sample by sample, including when two samples of a batch draw the same slot (the
+    later one wins)."""
+    sc = small("class_il")
+    learner = DER(buffer_size=4)
+    learner.setup(sc.spec, 0)
+    learner.begin_task(sc[0].for_training())
+    gen = torch.Generator().manual_seed(3)
+    reference = {"x": [], "y": [], "logits": []}
+    collisions = 0
+    for start in range(0, 256, 32):
+        x, y = learner.x_[start:start + 32], learner.y_[start:start + 32]
+        logits = torch.randn(32, sc.spec.n_outputs, generator=gen)
+        draws = copy.deepcopy(learner.generator_)
+        seen = learner.n_seen_
+        learner.add(x, y, logits)
+        free = max(0, 4 - len(reference["y"]))
+        for i in range(min(free, 32)):
+            for key, t in (("x", x), ("y", y), ("logits", logits)):
+                reference[key].append(t[i])
+        rest = torch.arange(min(free, 32), 32)
+        slots = (torch.rand(len(rest), generator=draws) * (seen + rest + 1)).long()
+        hit = [int(s) for s in slots if s < 4]
+        collisions += len(hit) - len(set(hit))
+        for i, slot in zip(rest.tolist(), slots.tolist()):
+            if slot < 4:
+                for key, t in (("x", x), ("y", y), ("logits", logits)):
+                    reference[key][slot] = t[i]
+    assert collisions > 0                                  # the case the batched write must get right
+    assert torch.equal(learner.buffer_x_, torch.stack(reference["x"]))
+    assert torch.equal(learner.buffer_y_, torch.stack(reference["y"]))
+    assert torch.equal(learner.buffer_logits_, torch.stack(reference["logits"]))
+
+
 def test_derpp_one_forward_pass_gives_the_loss_and_gradients_of_three():
     """The current and both memory batches go through the model together (no batch norm here):
     the loss and its gradients equal those of three separate passes, with the memory batches drawn

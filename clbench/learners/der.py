@@ -125,10 +125,15 @@ class DER(SGDLearner):
         if len(rest):
             counts = self.n_seen_ + rest + 1                   # each sample's place in the stream
             slots = (torch.rand(len(rest), generator=self.generator_) * counts).long()
+            kept = {}                                          # slot -> the last sample drawn into it
             for i, slot in zip(rest.tolist(), slots.tolist()):
                 if slot < self.buffer_size:
-                    self.buffer_x_[slot], self.buffer_y_[slot] = x[i], y[i]
-                    self.buffer_logits_[slot], self.buffer_task_[slot] = logits[i], task[i]
+                    kept[slot] = i
+            if kept:                                           # one indexed write per tensor, not per sample
+                into, rows = torch.tensor(list(kept)), torch.tensor(list(kept.values()))
+                here, rows_here = into.to(self.device_), rows.to(self.device_)
+                self.buffer_x_[here], self.buffer_y_[here] = x[rows_here], y[rows_here]
+                self.buffer_logits_[here], self.buffer_task_[into] = logits[rows_here], task[rows]
         self.n_seen_ += len(y)
 
     def begin_task(self, task: Task) -> None:
