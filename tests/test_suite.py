@@ -100,7 +100,7 @@ def test_parse_seeds_rejects(bad):
 
 
 def test_file_learner_path_is_relative_to_the_suite_folder(tmp_path, monkeypatch):
-    path = write_suite(tmp_path / "suites", '[learner.mine]\nclass = "./learners.py:Boom"\nfail_seed = 7\n')
+    write_suite(tmp_path / "suites", '[learner.mine]\nclass = "./learners.py:Boom"\nfail_seed = 7\n')
     monkeypatch.chdir(tmp_path)  # not the suite's folder
     suite = load_suite(Path("suites") / "suite.toml")
     learner = suite.runs[0].config["learner"]
