@@ -6,7 +6,7 @@ For every learner label, each try (a distinct set of field values) is scored by 
 metric averaged first over seeds, then over the scenario-protocols of the suite; the best try
 (the highest accuracy, the lowest bits per character on text streams) wins (over the scenario-protocols the learner is defined under: iCaRL's exclude domain_il). Only runs evaluated on a validation split count (eval_split = "val"): a tuning pick read
 off the test split would flatter the method. A try missing any scenario-protocol is listed as
-incomplete and never picked. Only runs made by the learner's current code count (its declared
+incomplete and never picked; a failed run (a diverged rate) is listed with its error. Only runs made by the learner's current code count (its declared
 `code_version`, or a learner file's source hash): a tuning folder that still holds runs of older
 code gets a note saying how many groups were left out, never a mix. Prints every try and the pick,
 with the fields that differ between tries.
@@ -37,7 +37,9 @@ def main() -> None:
     for folder in options.folders:
         if not folder.is_dir():
             sys.exit(f"error: {folder} is not a folder of runs")
-    groups = [g for g in group_runs(load_runs(options.folders)) if g.config["scenario"].get("eval_split") == "val"]
+    runs = load_runs(options.folders)
+    groups = [g for g in group_runs(runs) if g.config["scenario"].get("eval_split") == "val"]
+    failed = failed_tries(runs)
     if not groups:
         where = ", ".join(map(str, options.folders))
         sys.exit(f"error: no runs evaluated on a validation split (eval_split = \"val\") under {where}")
@@ -64,8 +66,9 @@ def main() -> None:
     sign = 1 if metric.better_high(measure) else -1
     print(f"validation {options.metric} ({metric.unit(measure)}, {'higher' if sign > 0 else 'lower'} is better), "
           f"mean over seeds; columns: " + ", ".join(f"{s}/{p}" for s, p in cells))
-    for learner, by_fields in sorted(tries.items()):
-        all_fields = [json.loads(f) for f in by_fields]
+    for learner in sorted(set(tries) | set(failed)):
+        by_fields = tries.get(learner, {})
+        all_fields = [json.loads(f) for f in by_fields] + [fields for fields, _ in failed.get(learner, [])]
         varying = sorted(k for k in all_fields[0] if len({json.dumps(f.get(k)) for f in all_fields}) > 1)
         best, best_score = None, None
         print(f"\n{learner}:")
@@ -79,7 +82,22 @@ def main() -> None:
             print(f"  {label:<40} {cols}   mean {'incomplete' if score is None else measure.show(score)}")
             if score is not None and (best_score is None or sign * score > sign * best_score):
                 best, best_score = label, score
+        for fields, error in failed.get(learner, []):
+            label = ", ".join(f"{k}={fields.get(k)}" for k in varying) or json.dumps(fields)
+            print(f"  {label:<40} failed: {error}")
         print(f"  pick: {best}" if best else "  pick: none (no complete try)")
+
+
+def failed_tries(runs) -> dict[str, list[tuple[dict, str]]]:
+    """The failed validation runs (a diverged rate, say) of each learner, with the first line of
+    their error: a try that failed is a result of the tuning too, and is never picked."""
+    failed: dict[str, list[tuple[dict, str]]] = defaultdict(list)
+    for run in runs:
+        config = run.record.get("config", {})
+        if run.record.get("status") == "failed" and config.get("scenario", {}).get("eval_split") == "val":
+            error = str(run.record.get("error", "")).splitlines()[0] if run.record.get("error") else "failed"
+            failed[config["learner"]["name"]].append((config["learner"]["fields"], f"seed {config.get('seed')}: {error}"))
+    return failed
 
 
 def made_by_current_code(learner: dict) -> bool:
