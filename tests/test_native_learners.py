@@ -393,30 +393,6 @@ def test_derpp_one_forward_pass_gives_the_loss_and_gradients_of_three():
     assert not with_norm.one_pass_
 
 
-def test_derpp_shared_memory_batch_reads_one_batch_for_both_terms():
-    """`shared_memory_batch` (Avalanche's DER++): one memory batch, drawn once, gives both the
-    logit-matching and the label term; the paper's default draws a second one."""
-    sc = small("class_il")
-    learner = _fit(DERpp(epochs=1, buffer_size=60, shared_memory_batch=True, store="task_end"), sc, 1)
-    learner.begin_task(sc[1].for_training())
-    x, y = learner.x_[:32], learner.y_[:32]
-    draws = copy.deepcopy(learner.generator_)
-    match = torch.randint(len(learner.buffer_y_), (32,), generator=draws)
-    with torch.no_grad():
-        model, memory = learner.model_, learner.buffer_x_
-        by_hand = (F.cross_entropy(model(x), y)
-                   + 0.1 * F.mse_loss(model(memory[match]), learner.buffer_logits_[match])
-                   + 0.5 * F.cross_entropy(model(memory[match]), learner.buffer_y_[match]))
-    state = learner.generator_.get_state()
-    assert learner.loss(x, y, learner.mask_).item() == pytest.approx(by_hand.item(), rel=1e-5)
-    after = learner.generator_.get_state()
-    assert torch.equal(after, draws.get_state())                 # one draw of memory indices, no second
-    learner.generator_.set_state(state)
-    learner.shared_memory_batch = False
-    learner.loss(x, y, learner.mask_)
-    assert not torch.equal(learner.generator_.get_state(), after)
-
-
 # -- ER-ACE --------------------------------------------------------------------------------------
 
 def test_er_ace_masks_the_incoming_batch_to_its_own_classes():

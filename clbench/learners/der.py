@@ -53,8 +53,6 @@ class DER(SGDLearner):
     replay_batch_size: int = 0      # memory samples per term (0 = the same as batch_size)
     store: str = "online"           # "online": reservoir over every step's batch (paper); "task_end": after each task
     mask_logits: bool = False       # mask the cross-entropies' logits as SGDLearner does (see above)
-    shared_memory_batch: bool = False  # DER++: one memory batch for both terms (Avalanche's DER) instead of
-                                       # the paper's two independent ones (Algorithm 1)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -78,15 +76,13 @@ class DER(SGDLearner):
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """The current batch's cross-entropy, α × the logit-matching error of one memory batch and
-        (DER++) β × the cross-entropy of a second one (or of the same one: `shared_memory_batch`)."""
+        (DER++) β × the cross-entropy of a second one."""
         batches, picked, picked_here = [x], None, None
         if len(self.buffer_y_):
             k = self.replay_batch_size or self.batch_size
             match = torch.randint(len(self.buffer_y_), (k,), generator=self.generator_).to(self.device_)
             batches.append(self.buffer_x_[match])
-            if self.beta > 0 and self.shared_memory_batch:
-                picked, picked_here = match.cpu(), match                      # the label term reads outputs[1]
-            elif self.beta > 0:
+            if self.beta > 0:
                 picked = torch.randint(len(self.buffer_y_), (k,), generator=self.generator_)  # CPU: indexes buffer_task_
                 picked_here = picked.to(self.device_)
                 batches.append(self.buffer_x_[picked_here])
@@ -100,7 +96,7 @@ class DER(SGDLearner):
             loss = loss + self.alpha * F.mse_loss(outputs[1], self.buffer_logits_[match])
         if picked is not None:
             memory_mask = self.logit_mask(self.buffer_task_[picked]) if self.mask_logits else None
-            out = outputs[-1]
+            out = outputs[2]
             loss = loss + self.beta * F.cross_entropy(out if memory_mask is None else out + memory_mask,
                                                       self.buffer_y_[picked_here])
         if self.store == "online":
