@@ -3,13 +3,15 @@
     .venv/bin/python scripts/pick_tuned.py results/hope-tune [results/hope-tune-variants ...] [--metric acc]
 
 For every learner label, each try (a distinct set of field values) is scored by its validation
-metric averaged first over seeds, then over the scenario-protocols of the suite; the best try
-(the highest accuracy, the lowest bits per character on text streams) wins (over the scenario-protocols the learner is defined under: iCaRL's exclude domain_il). Only runs evaluated on a validation split count (eval_split = "val"): a tuning pick read
-off the test split would flatter the method. A try missing any scenario-protocol is listed as
-incomplete and never picked; a failed run (a diverged rate) is listed with its error. Only runs made by the learner's current code count (its declared
-`code_version`, or a learner file's source hash): a tuning folder that still holds runs of older
-code gets a note saying how many groups were left out, never a mix. Prints every try and the pick,
-with the fields that differ between tries.
+metric averaged first over seeds, then over the scenario-protocols of the suite; the best try (the
+highest accuracy; the lowest bits per character on text streams) wins, over the
+scenario-protocols the learner is defined under (iCaRL's exclude domain_il). Only runs evaluated on
+a validation split count (eval_split = "val"): a tuning pick read off the test split would flatter
+the method. A try missing any scenario-protocol is listed as incomplete and never picked; a failed
+run (a diverged rate) is listed with its error. Only runs made by the learner's current code count
+(its declared `code_version`, or a learner file's source hash): a tuning folder that still holds
+runs of older code gets a note saying how many groups were left out, never a mix. Prints every try
+and the pick, with the fields that differ between tries.
 """
 from __future__ import annotations
 
