@@ -39,9 +39,8 @@ def main() -> None:
     for folder in options.folders:
         if not folder.is_dir():
             sys.exit(f"error: {folder} is not a folder of runs")
-    runs = load_runs(options.folders)
-    groups = [g for g in group_runs(runs) if g.config["scenario"].get("eval_split") == "val"]
-    failed = failed_tries(runs)
+    groups = [g for g in group_runs(load_runs(options.folders), keep_failed=True)
+              if g.config["scenario"].get("eval_split") == "val"]
     if not groups:
         where = ", ".join(map(str, options.folders))
         sys.exit(f"error: no runs evaluated on a validation split (eval_split = \"val\") under {where}")
@@ -64,11 +63,14 @@ def main() -> None:
         if values:
             fields = json.dumps(g.config["learner"]["fields"], sort_keys=True)
             tries[g.learner].setdefault(fields, {})[(g.scenario, g.protocol)] = statistics.fmean(values)
+    failed: dict[str, list[tuple[dict, str]]] = defaultdict(list)   # learner -> tries that failed (a diverged rate)
+    for g in groups:
+        failed[g.learner] += [(g.config["learner"]["fields"], f"seed {run.seed}: {run.problem}") for run in g.failed]
     metric = METRICS[options.metric]
     sign = 1 if metric.better_high(measure) else -1
     print(f"validation {options.metric} ({metric.unit(measure)}, {'higher' if sign > 0 else 'lower'} is better), "
           f"mean over seeds; columns: " + ", ".join(f"{s}/{p}" for s, p in cells))
-    for learner in sorted(set(tries) | set(failed)):
+    for learner in sorted(set(tries) | {name for name, runs in failed.items() if runs}):
         by_fields = tries.get(learner, {})
         all_fields = [json.loads(f) for f in by_fields] + [fields for fields, _ in failed.get(learner, [])]
         varying = sorted(k for k in all_fields[0] if len({json.dumps(f.get(k)) for f in all_fields}) > 1)
@@ -88,18 +90,6 @@ def main() -> None:
             label = ", ".join(f"{k}={fields.get(k)}" for k in varying) or json.dumps(fields)
             print(f"  {label:<40} failed: {error}")
         print(f"  pick: {best}" if best else "  pick: none (no complete try)")
-
-
-def failed_tries(runs) -> dict[str, list[tuple[dict, str]]]:
-    """The failed validation runs (a diverged rate, say) of each learner, with the first line of
-    their error: a try that failed is a result of the tuning too, and is never picked."""
-    failed: dict[str, list[tuple[dict, str]]] = defaultdict(list)
-    for run in runs:
-        config = run.record.get("config", {})
-        if run.record.get("status") == "failed" and config.get("scenario", {}).get("eval_split") == "val":
-            error = str(run.record.get("error", "")).splitlines()[0] if run.record.get("error") else "failed"
-            failed[config["learner"]["name"]].append((config["learner"]["fields"], f"seed {config.get('seed')}: {error}"))
-    return failed
 
 
 def made_by_current_code(learner: dict) -> bool:
