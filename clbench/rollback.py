@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clbench.lazy import lazy_import
+from clbench.results import value_column
 
 torch = lazy_import("torch")  # see clbench.lazy
 
@@ -70,8 +71,6 @@ def replay_with_snapshots(config: dict[str, Any]) -> Replayed:
 def max_difference(rows: list[dict], stored: list[dict]) -> float:
     """The largest absolute difference of the measure (accuracy, or bpc on a text stream) between
     two runs' rows (same cells)."""
-    from clbench.results import value_column
-
     key = lambda r: (r["after_task"], r["eval_task"])
     column = value_column(stored)
     theirs = {key(r): r[column] for r in stored}

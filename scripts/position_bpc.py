@@ -39,7 +39,7 @@ def main() -> None:
         if not (run_dir / "run.json").is_file():
             sys.exit(f"error: {run_dir} is not a run directory (no run.json)")
     torch.set_num_threads(1)
-    curves: dict[str, list[torch.Tensor]] = {}
+    curves: dict[str, torch.Tensor] = {}   # label -> bpc by position, mean over the domains
     rows = []
     for run_dir in options.runs:
         record, stored = read_run(run_dir)
@@ -59,8 +59,7 @@ def main() -> None:
             per_domain.append(bits)
             rows += [{"run": run_dir.name, "label": label, "domain": task.task_id + 1, "position": t + 1,
                       "bpc": float(b)} for t, b in enumerate(bits)]
-        curves[label] = per_domain
-        mean = torch.stack(per_domain).mean(0)
+        curves[label] = mean = torch.stack(per_domain).mean(0)
         cells = "  ".join(f"{a}-{b}: {float(mean[a - 1:b].mean()):.3f}" for a, b in BUCKETS if a <= len(mean))
         print(f"  replay matches (largest difference {diff:.2e}); bpc by position, mean over domains: {cells}")
     options.out.parent.mkdir(parents=True, exist_ok=True)
@@ -74,8 +73,7 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6.4, 4))
-    for label, per_domain in curves.items():
-        mean = torch.stack(per_domain).mean(0)
+    for label, mean in curves.items():
         axes.plot(range(1, len(mean) + 1), mean.numpy(), label=label)
     axes.set_xlabel("position in the window (bytes read before it + 1)")
     axes.set_ylabel("bits per character, after the last domain")
