@@ -23,6 +23,12 @@ def add_to_gradients(params: list[torch.nn.Parameter], gradients: list[torch.Ten
             p.grad = g.clone() if p.grad is None else p.grad.add_(g)
 
 
+def parameter_views(flat: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+    """A vector over all of a model's weights (`parameters()` order) as one view per parameter,
+    shaped like it (no copy)."""
+    return [piece.view(p.shape) for piece, p in zip(flat.split([p.numel() for p in params]), params)]
+
+
 class QuadraticPenalty:
     """c Σ_k w_k (θ_k − θ*_k)² over all of a model's weights θ (one vector, `parameters()` order), the
     penalty of SI and MAS, as a value and its gradient in closed form.
@@ -51,8 +57,7 @@ class QuadraticPenalty:
                 self.scaled = c * weights           # the grad reaching w (θ − θ*)² in autograd: the float32 c, times w
                 self.minus_twice_anchor = -2.0 * anchor
                 self.twice, self.gradient = torch.empty_like(anchor), torch.empty_like(anchor)
-            pieces = self.gradient.split([p.numel() for p in params])
-            self.pieces = [piece.view(p.shape) for piece, p in zip(pieces, params)]
+            self.pieces = parameter_views(self.gradient, params)
             self.tensors, self.versions = (weights, anchor, list(params)), versions
         with torch.no_grad():
             if flat is None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from clbench.errors import UsageError
+from clbench.gradients import parameter_views
 from clbench.lazy import lazy_import
 from clbench.learner import SGDLearner
 from clbench.optim import optimizer_step
@@ -70,8 +71,8 @@ class AGEM(SGDLearner):
         _, g_ref = self.gradient(self.memory_x_[idx], self.memory_y_[idx], memory_mask)
         g = project(g, g_ref)
         params = list(self.model_.parameters())
-        for p, piece in zip(params, g.split([p.numel() for p in params])):
-            p.grad = piece.view(p.shape)
+        for p, grad in zip(params, parameter_views(g, params)):
+            p.grad = grad
         optimizer_step(self.optimizer_)
         return loss
 
