@@ -65,12 +65,13 @@ def main() -> None:
             tries[g.learner].setdefault(fields, {})[(g.scenario, g.protocol)] = statistics.fmean(values)
     failed: dict[str, list[tuple[dict, str]]] = defaultdict(list)   # learner -> tries that failed (a diverged rate)
     for g in groups:
-        failed[g.learner] += [(g.config["learner"]["fields"], f"seed {run.seed}: {run.problem}") for run in g.failed]
+        for run in g.failed:
+            failed[g.learner].append((g.config["learner"]["fields"], f"seed {run.seed}: {run.problem}"))
     metric = METRICS[options.metric]
     sign = 1 if metric.better_high(measure) else -1
     print(f"validation {options.metric} ({metric.unit(measure)}, {'higher' if sign > 0 else 'lower'} is better), "
           f"mean over seeds; columns: " + ", ".join(f"{s}/{p}" for s, p in cells))
-    for learner in sorted(set(tries) | {name for name, runs in failed.items() if runs}):
+    for learner in sorted(set(tries) | set(failed)):
         by_fields = tries.get(learner, {})
         all_fields = [json.loads(f) for f in by_fields] + [fields for fields, _ in failed.get(learner, [])]
         varying = sorted(k for k in all_fields[0] if len({json.dumps(f.get(k)) for f in all_fields}) > 1)
