@@ -197,6 +197,10 @@ def suite(
     overrides: List[str] = typer.Option([], "--set", help="learners.LABEL.FIELD=VALUE: a learner field for this "
                                         "suite (LABEL * for every learner; repeatable)"),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="replace the suite's seeds: 0-9, 0,3,5 or 0-2,7"),
+    learners: List[str] = typer.Option([], "--learner", "-l", help="run only this learner label of the suite "
+                                       "(repeatable, or comma-separated); its runs keep their ids in the whole suite"),
+    scenarios: List[str] = typer.Option([], "--scenario", "-s", help="run only this scenario name of the suite "
+                                        "(repeatable, or comma-separated)"),
     results: Path = typer.Option(Path("results"), "--results", help="results root; runs go to RESULTS/<suite name>/"),
     force: bool = typer.Option(False, "--force", help="run every run again, finished or not"),
     threads: int = typer.Option(1, "--threads", help="torch threads per run (the same in every executor)"),
@@ -212,7 +216,7 @@ def suite(
     use_data_dir(data_dir)
     if dry_run:
         try:
-            planned = plan_suite(file, results, overrides, seeds, force)
+            planned = plan_suite(file, results, overrides, seeds, force, learners, scenarios)
         except UsageError as err:
             fail(str(err))
         for run in planned.runs:
@@ -246,7 +250,8 @@ def suite(
 
     try:
         result = run_suite(file, results, overrides=overrides, seeds=seeds, executor=executor, jobs=jobs,
-                           threads=threads, address=address, force=force, on_event=show)
+                           threads=threads, address=address, force=force, learners=learners, scenarios=scenarios,
+                           on_event=show)
     except UsageError as err:
         if display:
             display[0].close()

@@ -57,9 +57,11 @@ def plan(suite: Suite, root: Path, force: bool = False) -> Plan:
 
 
 def plan_suite(path: str | Path, results: str | Path = "results", overrides: Iterable[str] = (),
-               seeds: str | None = None, force: bool = False) -> Plan:
-    """Read a suite file and plan it against RESULTS/<suite name>/; runs nothing."""
-    suite = load_suite(path, overrides, seeds)
+               seeds: str | None = None, force: bool = False, learners: Iterable[str] = (),
+               scenarios: Iterable[str] = ()) -> Plan:
+    """Read a suite file and plan it against RESULTS/<suite name>/; runs nothing. `learners` and
+    `scenarios` keep only those labels and names (`load_suite`)."""
+    suite = load_suite(path, overrides, seeds, learners, scenarios)
     return plan(suite, Path(results) / suite.name, force=force)
 
 
@@ -180,12 +182,13 @@ class SuiteResult:
 
 def run_suite(path: str | Path, results: str | Path = "results", *, overrides: Iterable[str] = (),
               seeds: str | None = None, executor: str = "local", jobs: int | None = None, threads: int = 1,
-              address: str | None = None, force: bool = False,
-              on_event: Callable[[Event], None] | None = None) -> SuiteResult:
+              address: str | None = None, force: bool = False, learners: Iterable[str] = (),
+              scenarios: Iterable[str] = (), on_event: Callable[[Event], None] | None = None) -> SuiteResult:
     """Run what is not finished yet of the suite file at `path`, under RESULTS/<suite name>/.
 
     `overrides` are `learners.LABEL.FIELD=VALUE` items and `seeds` ("0-9") replaces the file's
-    seeds, as on the command line; `executor` ("local" or "ray"), `jobs`, `threads` and `address`
+    seeds, as on the command line; `learners` and `scenarios` keep only those labels and scenario
+    names; `executor` ("local" or "ray"), `jobs`, `threads` and `address`
     choose where runs execute (`clbench.executors.make_executor`); `force` runs finished runs
     again. `on_event` receives `Planned` first, then `Note`s, `Started` and `Finished` for each
     run, and None about twice a second while nothing happens. A run that fails is recorded and the suite goes on; Ctrl-C stops it and
@@ -199,7 +202,7 @@ def run_suite(path: str | Path, results: str | Path = "results", *, overrides: I
     chosen = make_executor(executor, jobs, threads, address)
     try:
         chosen.prepare()  # e.g. worker start-up, overlapping with reading the suite
-        planned = plan_suite(path, results, overrides, seeds, force)
+        planned = plan_suite(path, results, overrides, seeds, force, learners, scenarios)
         check_output_folder(planned.root)
     except BaseException:
         chosen.close()  # stop what prepare started

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,9 +136,12 @@ def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def load_suite(path: str | Path, overrides: Iterable[str] = (), seeds: str | None = None) -> Suite:
+def load_suite(path: str | Path, overrides: Iterable[str] = (), seeds: str | None = None,
+               learners: Iterable[str] = (), scenarios: Iterable[str] = ()) -> Suite:
     """Read, validate and expand a suite file. `overrides` are `--set learners.LABEL.FIELD=VALUE`
-    items; `seeds` ("0-9", "0,3,5") replaces the file's seeds."""
+    items; `seeds` ("0-9", "0,3,5") replaces the file's seeds; `learners` (labels) and `scenarios`
+    (names), when given, keep only those rows of the grid: the runs kept have the ids they have in
+    the whole suite, so a part run now counts as done when the whole suite runs later."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -171,15 +174,17 @@ def load_suite(path: str | Path, overrides: Iterable[str] = (), seeds: str | Non
         except UsageError as err:
             raise reader.error(str(err), (), "seeds") from None
 
-    scenarios = scenario_entries(reader, data.get("scenario"))
+    scenario_list = _only(scenario_entries(reader, data.get("scenario")), lambda s: s[0]["name"], scenarios,
+                          "scenario", f" in --scenario (the scenario names of {path})")
     set_values = parse_overrides(overrides)
-    learners = learner_entries(reader, data.get("learner"), path.parent, set_values)
+    learner_list = _only(learner_entries(reader, data.get("learner"), path.parent, set_values),
+                         lambda e: e.label, learners, "learner", f" in --learner (the learner labels of {path})")
 
     runs: list[PlannedRun] = []
     seen: set[str] = set()
     left_out: list[str] = []  # learner/protocol pairs where the learner is not defined (see clbench.learner)
-    for scenario, scenario_detail in scenarios:
-        for entry in learners:
+    for scenario, scenario_detail in scenario_list:
+        for entry in learner_list:
             if scenario["protocol"] not in supported_protocols(entry.cls):
                 left_out.append(f"{entry.label} {scenario['name']}{scenario_detail}/{scenario['protocol']}")
                 continue
@@ -193,8 +198,20 @@ def load_suite(path: str | Path, overrides: Iterable[str] = (), seeds: str | Non
                     label = (f"{entry.label}{detail} {scenario['name']}{scenario_detail}/"
                              f"{scenario['protocol']} seed {seed}")
                     runs.append(PlannedRun(rid, config, label))
-    return Suite(name, path, seed_list, runs, description, n_scenarios=len(scenarios),
-                 n_learners=sum(len(e.variants()) for e in learners), left_out=tuple(left_out))
+    return Suite(name, path, seed_list, runs, description, n_scenarios=len(scenario_list),
+                 n_learners=sum(len(e.variants()) for e in learner_list), left_out=tuple(left_out))
+
+
+def _only(items: list, name_of: Callable[[Any], str], wanted: Iterable[str], kind: str, context: str) -> list:
+    """The items whose name is in `wanted` (all of them when `wanted` is empty); a wanted name that
+    no item has is an error listing the names there are."""
+    keep = {w.strip() for item in wanted for w in item.split(",") if w.strip()}
+    if not keep:
+        return items
+    names = {name_of(item) for item in items}
+    for name in sorted(keep - names):
+        raise unknown_name_error(kind, name, names, context)
+    return [item for item in items if name_of(item) in keep]
 
 
 def _resolve(reader: Reader, scenario: dict[str, Any], entry: LearnerEntry, values: dict[str, Any],

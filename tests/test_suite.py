@@ -87,6 +87,35 @@ def test_seeds_option_replaces_the_file_seeds(tmp_path):
     assert [r.config["seed"] for r in suite.runs] == [0, 3, 5]
 
 
+def test_learner_and_scenario_options_keep_part_of_the_grid_with_the_whole_suites_run_ids(tmp_path):
+    scenarios = TINY + TINY.replace('name = "tiny"', 'name = "tiny3"').replace("n_tasks = 2", "n_tasks = 3")
+    path = write_suite(tmp_path, "[learner.finetune]\n[learner.ewc]\nlam = [1, 10]\n[learner.replay]\n",
+                       seeds="[0, 1]", scenario=scenarios)
+    whole = {r.run_id: r for r in load_suite(path).runs}
+    part = load_suite(path, learners=["ewc,replay"], scenarios=["tiny3"])
+    assert {r.label.split(" tiny3")[0] for r in part.runs} == {"ewc (lam=1.0)", "ewc (lam=10.0)", "replay"}
+    assert len(part.runs) == 3 * 2 and all(r.config["scenario"]["name"] == "tiny3" for r in part.runs)
+    assert all(whole[r.run_id].config == r.config for r in part.runs)
+    assert (part.n_learners, part.n_scenarios) == (3, 1)
+    assert len(load_suite(path, learners=["finetune", "replay"]).runs) == 2 * 2 * 2
+    assert "unknown learner 'ewx' in --learner" in error_of(path, learners=["ewx"])
+    assert "did you mean 'ewc'" in error_of(path, learners=["ewx"])
+    assert "valid: tiny, tiny3" in error_of(path, scenarios=["tiny4"])
+
+
+def test_a_part_run_with_learner_counts_as_done_for_the_whole_suite(tmp_path):
+    path = write_suite(tmp_path, "[learner.finetune]\nepochs = 1\n[learner.ewc]\nepochs = 1\n", seeds="[0]")
+    results = str(tmp_path / "r")
+    part = CliRunner().invoke(app, ["suite", str(path), "--results", results, "--learner", "ewc", "--quiet"])
+    assert part.exit_code == 0, part.output
+    assert "1 runs: 1 done now" in part.output
+    dry = CliRunner().invoke(app, ["suite", str(path), "--results", results, "--dry-run"])
+    states = {line.split()[-4]: line.split()[0] for line in dry.stdout.splitlines() if re.search(r"seed \d+$", line)}
+    assert states == {"ewc": "done", "finetune": "to"}, dry.stdout
+    bad = CliRunner().invoke(app, ["suite", str(path), "--results", results, "-l", "nope"])
+    assert bad.exit_code == 2 and "unknown learner 'nope'" in bad.output
+
+
 @pytest.mark.parametrize(("text", "seeds"), [("0-3", [0, 1, 2, 3]), ("0,3,5", [0, 3, 5]), ("0-1,7", [0, 1, 7]),
                                              ("4", [4])])
 def test_parse_seeds(text, seeds):
