@@ -188,9 +188,8 @@ def run_suite(path: str | Path, results: str | Path = "results", *, overrides: I
 
     `overrides` are `learners.LABEL.FIELD=VALUE` items and `seeds` ("0-9") replaces the file's
     seeds, as on the command line; `learners` and `scenarios` keep only those labels and scenario
-    names; `executor` ("local" or "ray"), `jobs`, `threads` and `address`
-    choose where runs execute (`clbench.executors.make_executor`); `force` runs finished runs
-    again. `on_event` receives `Planned` first, then `Note`s, `Started` and `Finished` for each
+    names; `executor` ("local" or "ray"), `jobs`, `threads` and `address` choose where runs
+    execute (`clbench.executors.make_executor`); `force` runs finished runs again. `on_event` receives `Planned` first, then `Note`s, `Started` and `Finished` for each
     run, and None about twice a second while nothing happens. A run that fails is recorded and the suite goes on; Ctrl-C stops it and
     returns what ran (`interrupted`). Bad input raises `UsageError` before anything runs.
     """

@@ -9,10 +9,10 @@ scenario-protocols the learner is defined under (iCaRL's exclude domain_il). Onl
 a validation split count (eval_split = "val"): a tuning pick read off the test split would flatter
 the method. A try missing any scenario-protocol is listed as incomplete and never picked; a failed
 run (a diverged rate) is listed with its error, and a try that failed on any seed is never picked
-(its mean over the seeds that trained would hide that it does not train on every seed). Only runs made by the learner's current code count
-(its declared `code_version`, or a learner file's source hash): a tuning folder that still holds
-runs of older code gets a note saying how many groups were left out, never a mix. Prints every try
-and the pick, with the fields that differ between tries.
+(its mean over the seeds that trained would hide that it does not train on every seed). Only runs
+made by the learner's current code count (its declared `code_version`, or a learner file's source
+hash): a tuning folder that still holds runs of older code gets a note saying how many groups were
+left out, never a mix. Prints every try and the pick, with the fields that differ between tries.
 """
 from __future__ import annotations
 
