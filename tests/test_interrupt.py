@@ -21,10 +21,16 @@ epochs = {epochs}
 '''
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C handled as in a terminal, even when these tests run where SIGINT is
+    ignored (a shell's background job: Python then never installs its KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(tmp_path: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     return subprocess.Popen([sys.executable, "-m", "clbench.cli", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
 
 
 @pytest.mark.slow  # a suite in a subprocess, with torch
@@ -62,7 +68,7 @@ def test_ctrl_c_before_torch_is_loaded_exits_130(tmp_path):
     (tmp_path / "s.toml").write_text(SUITE.format(epochs=1))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, preexec_fn=default_sigint)
     assert out.returncode == 130, out.stderr
     assert "interrupted" in out.stderr and "Traceback" not in out.stderr and "torch" not in out.stderr
     assert not (tmp_path / "results" / "s").exists() or not any((tmp_path / "results" / "s").iterdir())
