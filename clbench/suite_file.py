@@ -209,8 +209,9 @@ def _only(items: list, name_of: Callable[[Any], str], wanted: Iterable[str], kin
     if not keep:
         return items
     names = {name_of(item) for item in items}
-    for name in sorted(keep - names):
-        raise unknown_name_error(kind, name, names, context)
+    missing = sorted(keep - names)
+    if missing:
+        raise unknown_name_error(kind, missing[0], names, context)
     return [item for item in items if name_of(item) in keep]
 
 
