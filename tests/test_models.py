@@ -90,3 +90,24 @@ def test_iterations_work_for_learners_that_draw_their_own_batches(cls):
     assert result.matrix.shape == (3, 2)
     with pytest.raises(UsageError, match="iterations must be >= 0"):
         cls(iterations=-1)
+
+
+def test_mlp_forward_is_the_sequential_forward_and_runs_hooks_when_there_are_any():
+    """`MLP` applies its layers' functions without calling them, except where a hook is registered:
+    the same logits and gradients bit for bit, and a forward hook on the head (iCaRL's features) fires."""
+    torch.manual_seed(0)
+    model = build_backbone("mlp", (1, 8, 8), 10, (32, 16))
+    x = torch.randn(7, 1, 8, 8)
+    fast = model(x)
+    plain = torch.nn.Sequential.forward(model, x)
+    assert torch.equal(fast, plain)
+    grads = [torch.autograd.grad(out.square().sum(), list(model.parameters())) for out in (fast, plain)]
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+    seen = []
+    handle = model[-1].register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape))
+    assert torch.equal(model(x), plain) and seen == [(7, 16)]
+    handle.remove()
+    model(x)
+    assert seen == [(7, 16)]     # removed: the fast path again
+    model.append(torch.nn.Softmax(dim=1))   # any other layer is called as a module
+    assert torch.allclose(model(x).sum(1), torch.ones(7))
