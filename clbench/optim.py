@@ -76,7 +76,7 @@ def _fused_adam_step(optimizer: torch.optim.Optimizer):
     tensors = _fused_adam_state(optimizer, group)
     if tensors is None:
         return None
-    params, exp_avgs, exp_avg_sqs, steps = tensors
+    params, exp_avgs, exp_avg_sqs, steps, counts = tensors
     grads = [p.grad for p in params]
     if any(g is None or g.is_sparse for g in grads):
         return None
@@ -84,22 +84,24 @@ def _fused_adam_step(optimizer: torch.optim.Optimizer):
 
     def step() -> None:
         with torch.no_grad():
-            torch._foreach_add_(steps, 1)
+            counts.add_(1)
             try:
                 torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
                                    beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
                                    maximize=False, grad_scale=None, found_inf=None)
             except BaseException:
-                torch._foreach_sub_(steps, 1)  # nothing stepped: leave the counts as they were
+                counts.sub_(1)  # nothing stepped: leave the counts as they were
                 raise
     return step
 
 
-def _fused_adam_state(optimizer: torch.optim.Optimizer, group: dict) -> tuple[list, list, list, list] | None:
-    """(params, exp_avgs, exp_avg_sqs, steps) of a one-group Adam whose state a first `step()` has
-    created, all on one device and dtype (else None). Kept on the optimiser while its `state` and
-    group objects are the ones it was read from: `load_state_dict` replaces both, and `step()`
-    updates the tensors in place once they exist."""
+def _fused_adam_state(optimizer: torch.optim.Optimizer, group: dict) -> tuple | None:
+    """(params, exp_avgs, exp_avg_sqs, steps, counts) of a one-group Adam whose state a first `step()`
+    has created, all on one device and dtype (else None). The parameters' step counts become views
+    of one vector, `counts`, so that a step adds 1 to them in one operation instead of one per
+    parameter (`step()` and `state_dict()` see the same values). Kept on the optimiser while its
+    `state` and group objects are the ones it was read from: `load_state_dict` replaces both, and
+    `step()` updates the tensors in place once they exist."""
     cached = getattr(optimizer, "_clbench_fused_state", None)
     if cached is not None and cached[0] is optimizer.state and cached[1] is group and cached[2] == len(group["params"]):
         return cached[3]
@@ -115,6 +117,12 @@ def _fused_adam_state(optimizer: torch.optim.Optimizer, group: dict) -> tuple[li
         exp_avgs.append(state["exp_avg"])
         exp_avg_sqs.append(state["exp_avg_sq"])
         steps.append(state["step"])
-    tensors = (params, exp_avgs, exp_avg_sqs, steps)
+    if any(s.dim() != 0 or s.device != steps[0].device or s.dtype != steps[0].dtype for s in steps):
+        return None
+    counts = torch.stack(steps)
+    steps = list(counts.unbind())
+    for p, count in zip(params, steps):
+        optimizer.state[p]["step"] = count
+    tensors = (params, exp_avgs, exp_avg_sqs, steps, counts)
     optimizer._clbench_fused_state = (optimizer.state, group, len(params), tensors)
     return tensors
