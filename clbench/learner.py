@@ -147,10 +147,18 @@ class SGDLearner(TrainingFields):
     def make_optimizer(self) -> torch.optim.Optimizer:
         return build_optimizer(self.optimizer, self.model_.parameters(), self.lr, self.momentum, self.weight_decay)
 
+    def model_parameters(self) -> list[torch.nn.Parameter]:
+        """`list(self.model_.parameters())`, listed once per model: SI and A-GEM read it every step,
+        and walking the modules for it costs more than their arithmetic on clbench's small networks."""
+        cached = self.__dict__.get("_parameters_of")
+        if cached is None or cached[0] is not self.model_:
+            cached = self._parameters_of = (self.model_, list(self.model_.parameters()))
+        return cached[1]
+
     def flat_weights(self) -> torch.Tensor:
         """All the model's weights as one vector, in `parameters()` order (the penalties and
         projections of EWC, SI, MAS and A-GEM work on this vector)."""
-        return torch.cat([p.reshape(-1) for p in self.model_.parameters()])
+        return torch.cat([p.reshape(-1) for p in self.model_parameters()])
 
     # -- training ----------------------------------------------------------------------------
     def fit_task(self, task: Task) -> None:
@@ -233,7 +241,7 @@ class SGDLearner(TrainingFields):
         """From `loss`: the value of c Σ w (θ − θ*)² (SI's and MAS's penalty), to add to the loss; its
         gradient, known in closed form, is added to the model's gradients after this step's backward
         pass (the step whose `loss` call asked for it). `flat`: the weights as one vector, if known."""
-        params = list(self.model_.parameters())
+        params = self.model_parameters()
         value, gradients = penalty(params, c, weights, anchor, flat)
         self._extra_gradients = (params, gradients)
         return value

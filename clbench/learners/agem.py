@@ -56,7 +56,7 @@ class AGEM(SGDLearner):
         """(loss, gradient of the loss as one vector) of a batch."""
         logits = self.model_(x)
         loss = F.cross_entropy(logits if mask is None else logits + mask, y)
-        grads = torch.autograd.grad(loss, list(self.model_.parameters()))
+        grads = torch.autograd.grad(loss, self.model_parameters())
         return loss.detach(), torch.cat([g.reshape(-1) for g in grads])
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -70,7 +70,7 @@ class AGEM(SGDLearner):
         memory_mask = None if self.memory_mask_ is None else self.memory_mask_[idx]
         _, g_ref = self.gradient(self.memory_x_[idx], self.memory_y_[idx], memory_mask)
         g = project(g, g_ref)
-        params = list(self.model_.parameters())
+        params = self.model_parameters()
         for p, grad in zip(params, parameter_views(g, params)):
             p.grad = grad
         optimizer_step(self.optimizer_)

@@ -61,7 +61,7 @@ class SI(SGDLearner):
     def account_step(self, now: torch.Tensor) -> None:
         """Add the last step's −g·Δθ to ω, `now` the weights after it. `fit_task` calls `loss` right
         after each step, before the gradients are cleared, so the step's gradient is still in `.grad`."""
-        grads = [p.grad for p in self.model_.parameters()]
+        grads = [p.grad for p in self.model_parameters()]
         if self.previous_ is None or any(g is None for g in grads):
             return
         with torch.no_grad():
