@@ -95,10 +95,12 @@ def clbench(tmp_path: Path, *args: str) -> subprocess.Popen:
 
 @pytest.mark.slow  # three real runs in subprocesses
 def test_a_run_killed_with_sigkill_in_task_3_resumes_to_the_same_matrix(tmp_path):
-    args = ["run", "--learner", "replay", "--set", "epochs=3", "--seed", "1", "-q"]
+    # 40 epochs: tasks 3-5 take long enough (about a second) for the poll below to catch the run
+    # between task 2's checkpoint and its end even on a busy machine
+    args = ["run", "--learner", "replay", "--set", "epochs=40", "--seed", "1", "-q"]
     whole = clbench(tmp_path, *args, "--results", "whole")
     assert whole.wait(timeout=600) == 0, whole.communicate()
-    config = resolve(scenario_config("split-digits"), "replay", {"epochs": "3"}, 1)
+    config = resolve(scenario_config("split-digits"), "replay", {"epochs": "40"}, 1)
     folder = tmp_path / "killed" / f".ckpt-{run_id(config)}"
     proc = clbench(tmp_path, *args, "--results", "killed")
     deadline = time.monotonic() + 600
