@@ -67,8 +67,8 @@ class AGEM(SGDLearner):
             return super().train_step(x, y, mask)
         loss, g = self.gradient(x, y, mask)
         idx = torch.randperm(len(self.memory_y_), generator=self.generator_)[: self.sample_size].to(self.device_)
-        memory_mask = None if self.memory_mask_ is None else self.memory_mask_[idx]
-        _, g_ref = self.gradient(self.memory_x_[idx], self.memory_y_[idx], memory_mask)
+        memory_mask = None if self.memory_mask_ is None else self.memory_mask_.index_select(0, idx)
+        _, g_ref = self.gradient(self.memory_x_.index_select(0, idx), self.memory_y_.index_select(0, idx), memory_mask)
         g = project(g, g_ref)
         params = self.model_parameters()
         for p, grad in zip(params, parameter_views(g, params)):

@@ -52,7 +52,7 @@ class ERACE(Replay):
         n_memory = len(self.buffer_y_)
         k = self.replay_batch_size or self.batch_size
         idx = torch.randint(n_memory, (k,), generator=self.generator_).to(self.device_) if n_memory else None
-        logits = self.model_(x if idx is None else torch.cat([x, self.buffer_x_[idx]]))
+        logits = self.model_(x if idx is None else torch.cat([x, self.buffer_x_.index_select(0, idx)]))
         present = torch.zeros(logits.shape[1], dtype=torch.bool, device=self.device_)
         present[y] = True
         current = logits[: len(x)].masked_fill(~present, float("-inf"))
@@ -62,6 +62,6 @@ class ERACE(Replay):
             if not self.mask_logits:
                 mask = None
             elif self.spec_.protocol == "task_il" and self.buffer_mask_ is not None:
-                mask = self.buffer_mask_[idx]   # each memory sample's own task's units
-            loss = loss + F.cross_entropy(memory if mask is None else memory + mask, self.buffer_y_[idx])
+                mask = self.buffer_mask_.index_select(0, idx)   # each memory sample's own task's units
+            loss = loss + F.cross_entropy(memory if mask is None else memory + mask, self.buffer_y_.index_select(0, idx))
         return loss

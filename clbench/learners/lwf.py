@@ -70,7 +70,7 @@ class LwF(SGDLearner):
         loss = F.cross_entropy(logits if mask is None else logits + mask, y)
         if self.old_groups_ and self.alpha > 0:
             if self.batch_rows is not None:  # inside fit_task: begin_task ran the teacher on the task
-                targets = [t[self.batch_rows] for t in self.teacher_targets]
+                targets = [t.index_select(0, self.batch_rows) for t in self.teacher_targets]
             else:
                 with torch.no_grad():
                     targets = self.soft_targets(self.teacher_(x))

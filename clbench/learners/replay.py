@@ -58,16 +58,16 @@ class Replay(SGDLearner):
             return super().loss(x, y, mask)
         k = self.replay_batch_size or self.batch_size
         idx = torch.randint(n_memory, (k,), generator=self.generator_).to(self.device_)
-        logits = self.model_(torch.cat([x, self.buffer_x_[idx]]))
+        logits = self.model_(torch.cat([x, self.buffer_x_.index_select(0, idx)]))
         if self.spec_.protocol != "task_il":  # the memory's mask is the current one: the units seen so far
             if mask is not None:
                 logits = logits + mask
         elif mask is not None or self.buffer_mask_ is not None:
             no_mask = torch.zeros(1, logits.shape[1], device=self.device_)
             current = (no_mask if mask is None else mask).expand(len(x), -1)
-            memory = no_mask.expand(k, -1) if self.buffer_mask_ is None else self.buffer_mask_[idx]
+            memory = no_mask.expand(k, -1) if self.buffer_mask_ is None else self.buffer_mask_.index_select(0, idx)
             logits = logits + torch.cat([current, memory])
-        return cross_entropy(logits, torch.cat([y, self.buffer_y_[idx]]))
+        return cross_entropy(logits, torch.cat([y, self.buffer_y_.index_select(0, idx)]))
 
     def fit_batch(self, x, y, task_ids=None) -> float:
         if self.class_balanced:
