@@ -222,7 +222,7 @@ class SGDLearner(TrainingFields):
         one row per sample, or None for no mask), e.g. samples of several tasks in task_il."""
         index = torch.arange(len(y), device=self.device_)
         for xb, yb, i in self.shuffled(x, y, index):
-            yield xb, yb, None if masks is None else masks[i]
+            yield xb, yb, None if masks is None else masks.index_select(0, i)
 
     def shuffled(self, *tensors: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
         """Minibatches of the rows of `tensors` in one random order (`index_select`: the same rows as

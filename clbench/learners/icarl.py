@@ -99,8 +99,8 @@ class ICaRL(SGDLearner):
     def loss(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Algorithm 3's loss: binary cross-entropy of every seen unit against its target, summed
         over units and averaged over the batch (`y` are row indices, see `batches`)."""
-        logits = self.model_(x)[:, self.seen_idx_]
-        targets = self.targets_[y][:, self.seen_idx_]
+        logits = self.model_(x).index_select(1, self.seen_idx_)
+        targets = self.targets_.index_select(0, y).index_select(1, self.seen_idx_)
         return F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / len(x)
 
     def end_task(self, task: Task) -> None:
