@@ -157,9 +157,12 @@ def verify(
                                                 "longer than this"),
     learners: List[str] = typer.Option([], "--learner", "-l", help="only groups of this learner name (repeatable)"),
     threads: int = typer.Option(1, "--threads", help="torch threads for the re-runs"),
+    all_seeds: bool = typer.Option(False, "--all-seeds", help="re-run every seed, not only the lowest; a group "
+                                   "that differs also gets its final acc recorded and now, with Welch's p"),
 ) -> None:
     """Re-run the lowest seed of every recorded group with the code as it is now and require the
-    stored matrix back exactly; name each group to re-record. Exit 1 if any."""
+    stored matrix back exactly; name each group to re-record, and each that differs but was
+    recorded on another processor or with other package versions. Exit 1 if any."""
     from clbench.verify import summary, verify as verify_groups
 
     if threads < 1:
@@ -168,9 +171,9 @@ def verify(
         fail(f"--max-seconds must be a number of seconds ≥ 0, got {max_seconds}")
     try:
         verdicts = verify_groups(folders, max_seconds=max_seconds, learners=learners, threads=threads,
-                                 on_verdict=lambda v: typer.echo(v.line()))
+                                 all_seeds=all_seeds, on_verdict=lambda v: typer.echo(v.line()))
     except UsageError as err:
         fail(str(err))
     typer.echo(summary(verdicts))
-    if any(v.needs_recording for v in verdicts):
+    if not all(v.reproduced for v in verdicts):
         raise typer.Exit(1)

@@ -15,6 +15,8 @@ import torch
 from clbench.configs import run_config
 from clbench.learner import SGDLearner
 from clbench.learners.finetune import Finetune
+from clbench.metrics import acc
+from clbench.tables import load_folder
 from clbench.verify import config_changes, summary, verify
 
 SHIPPED = Path(__file__).resolve().parents[1] / "baselines" / "native-digits"
@@ -43,19 +45,55 @@ def test_a_rerun_of_unchanged_code_is_the_same_and_uses_the_lowest_seed(recorded
     assert verdict.group == "finetune on split-digits class_il"
 
 
-def test_a_behaviour_change_without_a_version_bump_is_named(recorded, monkeypatch):
+def skipping_every_fifth_step():
+    """SGDLearner.train_step changed in behaviour: every fifth step does nothing."""
     step = SGDLearner.train_step
     calls = {"n": 0}
 
     def skips_every_fifth(self, x, y, mask=None):
         calls["n"] += 1
         return torch.zeros(()) if calls["n"] % 5 == 0 else step(self, x, y, mask)
+    return skips_every_fifth
 
-    monkeypatch.setattr(SGDLearner, "train_step", skips_every_fifth)
+
+def test_a_behaviour_change_without_a_version_bump_is_named(recorded, monkeypatch):
+    monkeypatch.setattr(SGDLearner, "train_step", skipping_every_fifth_step())
     [verdict] = verify([recorded])
     assert verdict.verdict == "differs" and verdict.needs_recording
     assert "cells differ" in verdict.detail and "recorded" in verdict.detail
     assert "re-record: finetune on split-digits class_il" in summary([verdict])
+
+
+def recorded_elsewhere(folder: Path) -> None:
+    """Rewrite the runs in `folder` as if recorded on another processor."""
+    for record in folder.glob("*/run.json"):
+        data = json.loads(record.read_text())
+        data["environment"]["cpu"] = "Imaginary CPU 9000"
+        record.write_text(json.dumps(data))
+
+
+def test_a_difference_recorded_on_another_processor_is_elsewhere_not_re_record(recorded, monkeypatch):
+    recorded_elsewhere(recorded)
+    assert verify([recorded])[0].verdict == "same"     # equal numbers reproduce whatever the processor
+    monkeypatch.setattr(SGDLearner, "train_step", skipping_every_fifth_step())
+    [verdict] = verify([recorded])
+    assert verdict.verdict == "elsewhere" and not verdict.needs_recording and not verdict.reproduced
+    assert "cpu Imaginary CPU 9000 (now " in verdict.detail
+    text = summary([verdict])
+    assert "1 elsewhere" in text and "re-record" not in text
+    assert text.endswith("(verify them where they were recorded): finetune on split-digits class_il")
+
+
+def test_all_seeds_reruns_every_seed_and_tests_the_final_means(recorded, monkeypatch):
+    [same] = verify([recorded], all_seeds=True)
+    assert same.verdict == "same" and same.n_seeds == 2 and "(2 seeds from 0, " in same.line()
+    monkeypatch.setattr(SGDLearner, "train_step", skipping_every_fifth_step())
+    [verdict] = verify([recorded], all_seeds=True)
+    assert verdict.verdict == "differs" and verdict.n_seeds == 2
+    assert verdict.detail.startswith("2 of 2 seeds differ (seed 0: ")
+    recorded_acc = [acc(run.matrix) for run in load_folder(recorded)]
+    assert f"final acc {100 * sum(recorded_acc) / 2:.1f} recorded, " in verdict.detail
+    assert "now, Welch p " in verdict.detail
 
 
 def test_a_bumped_code_version_is_stale_without_running(recorded, monkeypatch):
