@@ -33,10 +33,12 @@ def recorded(tmp_path):
 
 @pytest.mark.slow  # re-runs shipped runs (about 10 s)
 def test_the_shipped_groups_that_run_in_seconds_reproduce_exactly():
+    """Exactly on the processor they were recorded on (an Intel Xeon) and, as it happens, on an AMD
+    EPYC too; on another processor a difference is `elsewhere`, which is not a code change."""
     verdicts = verify([SHIPPED], max_seconds=6, learners=FAST)
     checked = [v for v in verdicts if v.verdict != "skipped"]
     assert len(checked) >= 4, summary(verdicts)
-    assert all(v.verdict == "same" for v in checked), "\n".join(v.line() for v in checked)
+    assert all(v.verdict in ("same", "elsewhere") for v in checked), "\n".join(v.line() for v in checked)
 
 
 def test_a_rerun_of_unchanged_code_is_the_same_and_uses_the_lowest_seed(recorded):
