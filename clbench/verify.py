@@ -144,7 +144,7 @@ def rerun(label: str, runs: Sequence[StoredRun], currents: Sequence[dict[str, An
 
     first = runs[0]
     start = time.perf_counter()
-    fresh, differences = [], []
+    fresh, differences, moved = [], [], {}
     for run, current in zip(runs, currents):
         outcome = run_one(run_id(current), current, threads)
         if outcome.status != "ok":
@@ -154,15 +154,16 @@ def rerun(label: str, runs: Sequence[StoredRun], currents: Sequence[dict[str, An
         difference = matrix_difference(run.matrix, fresh[-1], run.config)
         if difference is not None:
             differences.append(f"seed {run.seed}: {difference}" if len(runs) > 1 else difference)
+            moved[run.seed] = environment_changes(run.record)
     seconds = time.perf_counter() - start
     if not differences:
         return Verdict(label, first.seed, first.path, "same", seconds=seconds, n_seeds=len(runs))
     detail = differences[0]
     if len(runs) > 1:
         detail = f"{len(differences)} of {len(runs)} seeds differ ({detail}); " + final_means(runs, fresh)
-    moved = environment_changes(first.record)
-    if moved:
-        return Verdict(label, first.seed, first.path, "elsewhere", f"{detail}; recorded with {', '.join(moved)}",
+    if all(moved.values()):           # every differing seed was recorded in another environment
+        changes = sorted({change for changes in moved.values() for change in changes})
+        return Verdict(label, first.seed, first.path, "elsewhere", f"{detail}; recorded with {', '.join(changes)}",
                        seconds, len(runs))
     return Verdict(label, first.seed, first.path, "differs", detail, seconds, len(runs))
 

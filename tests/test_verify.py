@@ -96,6 +96,12 @@ def test_all_seeds_reruns_every_seed_and_tests_the_final_means(recorded, monkeyp
     recorded_acc = [acc(run.matrix) for run in load_folder(recorded)]
     assert f"final acc {100 * sum(recorded_acc) / 2:.1f} recorded, " in verdict.detail
     assert "now, Welch p " in verdict.detail
+    [seed_0] = [path for path in recorded.glob("*/run.json") if json.loads(path.read_text())["config"]["seed"] == 0]
+    data = json.loads(seed_0.read_text())
+    data["environment"]["cpu"] = "Imaginary CPU 9000"
+    seed_0.write_text(json.dumps(data))
+    [mixed] = verify([recorded], all_seeds=True)   # seed 1 differs where it was recorded: a code change
+    assert mixed.verdict == "differs"
 
 
 def test_a_bumped_code_version_is_stale_without_running(recorded, monkeypatch):
