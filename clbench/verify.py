@@ -102,11 +102,12 @@ def matrix_difference(recorded: np.ndarray, fresh: np.ndarray, config: dict[str,
 
 def environment_changes(record: dict[str, Any]) -> list[str]:
     """"torch 2.13.0 (now 2.14.1)" for every package (and the processor) that changed since the
-    run was recorded; clbench itself is left out (its version names the release, not the kernels)."""
+    run was recorded; clbench itself is left out (its version names the release, not the kernels).
+    A run recorded before clbench kept the processor counts as recorded on an unknown one."""
     from clbench.results import environment
 
     recorded = record.get("environment") or {}
-    then = {**(recorded.get("versions") or {}), **({"cpu": recorded["cpu"]} if "cpu" in recorded else {})}
+    then = {**(recorded.get("versions") or {}), "cpu": recorded.get("cpu", "unknown")}
     here = environment()
     now = {**here["versions"], "cpu": here["cpu"]}
     return [f"{name} {then[name]} (now {now.get(name)})" for name in sorted(then)
@@ -233,6 +234,6 @@ def summary(verdicts: Sequence[Verdict]) -> str:
         text += "\nre-record: " + "; ".join(redo)
     elsewhere = [v.group for v in verdicts if v.verdict == "elsewhere"]
     if elsewhere:
-        text += ("\nrecorded on another processor or with other package versions, so rounding may explain "
-                 "the difference (verify them where they were recorded): " + "; ".join(elsewhere))
+        text += ("\nrecorded on another (or an unknown) processor or with other package versions, so rounding "
+                 "may explain the difference (verify them where they were recorded): " + "; ".join(elsewhere))
     return text
