@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from clbench.aggregate import StoredRun, distinguishing_fields, flatten_config, group_runs
+from clbench.data_arrays import MissingDataError
 from clbench.errors import UsageError
 
 NEEDS_RECORDING = ("differs", "stale", "failed")  # verdicts that mean: re-record this group
@@ -33,7 +34,7 @@ class Verdict:
     numbers), `elsewhere` (other numbers, but recorded on another processor or with other package
     versions, so the difference may be rounding), `stale` (the code now resolves the config
     differently, e.g. a bumped code_version or changed data), `failed` (the re-run raised) or
-    `skipped` (over the time limit)."""
+    `skipped` (over the time limit, or its dataset is not on this machine)."""
 
     group: str
     seed: int
@@ -149,8 +150,10 @@ def rerun(label: str, runs: Sequence[StoredRun], currents: Sequence[dict[str, An
     for run, current in zip(runs, currents):
         outcome = run_one(run_id(current), current, threads)
         if outcome.status != "ok":
-            return Verdict(label, first.seed, first.path, "failed", f"seed {run.seed}: {outcome.error}",
-                           time.perf_counter() - start, len(runs))
+            # data that is not on this machine says nothing about the code: skipped, with how to get it
+            missing = str(outcome.error).startswith(f"{MissingDataError.__name__}: ")
+            return Verdict(label, first.seed, first.path, "skipped" if missing else "failed",
+                           f"seed {run.seed}: {outcome.error}", time.perf_counter() - start, len(runs))
         fresh.append(matrix_from_rows(outcome.rows))
         difference = matrix_difference(run.matrix, fresh[-1], run.config)
         if difference is not None:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from clbench.configs import run_config
+from clbench.data_arrays import MissingDataError
 from clbench.learner import SGDLearner
 from clbench.learners.finetune import Finetune
 from clbench.metrics import acc
@@ -108,6 +109,17 @@ def test_all_seeds_reruns_every_seed_and_tests_the_final_means(recorded, monkeyp
     seed_0.write_text(json.dumps(data))
     [mixed] = verify([recorded], all_seeds=True)   # seed 1 differs where it was recorded: a code change
     assert mixed.verdict == "differs"
+
+
+def test_a_dataset_missing_here_is_skipped_with_how_to_get_it(recorded, monkeypatch):
+    def no_digits(*args, **kwargs):
+        raise MissingDataError("dataset 'digits' not found; get it with `clbench fetch digits`")
+    monkeypatch.setattr("clbench.configs.execute", no_digits)
+    [verdict] = verify([recorded])
+    assert verdict.verdict == "skipped" and verdict.reproduced and not verdict.needs_recording
+    assert "MissingDataError: dataset 'digits' not found; get it with `clbench fetch digits`" in verdict.detail
+    monkeypatch.setattr("clbench.configs.execute", lambda *a, **k: 1 / 0)   # any other failure is a failure
+    assert verify([recorded])[0].verdict == "failed"
 
 
 def test_a_bumped_code_version_is_stale_without_running(recorded, monkeypatch):
