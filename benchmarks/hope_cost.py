@@ -35,6 +35,7 @@ import torch
 from clbench.learners.finetune import Finetune
 from clbench.learners.hope import Hope
 from clbench.scenario_names import scenario_config
+from clbench.results import cpu_model
 from clbench.scenario import build_scenario
 
 
@@ -101,7 +102,8 @@ def main() -> None:
             cpu[name].append((time.process_time() - c0) / args.steps)
     load_after = os.getloadavg()
 
-    where = torch.cuda.get_device_name(args.device) if cuda else f"CPU, {args.threads} thread(s), {os.cpu_count()} CPUs"
+    where = (torch.cuda.get_device_name(args.device) if cuda
+             else f"CPU ({cpu_model()}), {args.threads} thread(s), {os.cpu_count()} CPUs")
     print(f"Hope cost per training step, d={args.d}, batch 32, {args.rounds} rounds x {args.steps} steps, "
           f"torch {torch.__version__}, {where}")
     print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f}")

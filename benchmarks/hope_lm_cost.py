@@ -26,6 +26,7 @@ import torch
 from clbench.fields import parse_assignments, resolve_fields
 from clbench.learners.hope_lm import HopeLM
 from clbench.learners.transformer import Transformer
+from clbench.results import cpu_model
 from clbench.scenario_names import scenario_config
 from clbench.scenario import build_scenario
 
@@ -102,7 +103,7 @@ def main() -> None:
     tokens = args.steps * probe.batch_size * spec.input_shape[0]
     h, t = statistics.median(hope), statistics.median(trans)
     print(f"batch {probe.batch_size} x context {spec.input_shape[0]}, {args.steps} steps ({tokens} tokens) per attempt, "
-          f"{args.repeats} attempts, {args.threads} thread(s); hope-lm fields {hope_fields}")
+          f"{args.repeats} attempts, {args.threads} thread(s) of {cpu_model()}; hope-lm fields {hope_fields}")
     print(f"hope-lm      d={probe.d} blocks={probe.n_blocks} heads={probe.heads} "
           f"{count(probe.model_) / 1e6:.2f}M parameters: {tokens / h:9.0f} tokens/CPU-s (median {h:.2f} s)")
     print(f"transformer  widths={t_fields['widths']} {count(t_probe.model_) / 1e6:.2f}M parameters: "

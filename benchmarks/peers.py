@@ -51,6 +51,7 @@ from clbench.learners.finetune import Finetune
 from clbench.learners.replay import Replay
 from clbench.models import build_backbone
 from clbench.registry import load_learner
+from clbench.results import cpu_model
 from clbench.scenario_names import scenario_config
 from clbench.runner import EVAL_BATCH_SIZE, run, seed_everything
 from clbench.scenario import build_scenario
@@ -318,7 +319,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(METHODS)}")
     print(f"peers benchmark: torch {torch.__version__}, 1 torch thread, Python {platform.python_version()}, "
-          f"{platform.machine()} {platform.processor() or ''}".rstrip())
+          f"{platform.machine()}, {cpu_model()}")
     av = avalanche_modules()
     if args.profile:
         name = args.scenarios.split(",")[0]

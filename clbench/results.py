@@ -74,12 +74,13 @@ def environment() -> dict[str, Any]:
         except PackageNotFoundError:
             versions[package] = None
     return {"versions": versions, "git_revision": _git_revision(), "platform": platform.platform(),
-            "cpu": _cpu_model(), "hostname": platform.node()}
+            "cpu": cpu_model(), "hostname": platform.node()}
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     """The processor's model name (floating-point kernels, and so the last bits of results, may
-    differ between processors: `clbench verify` names it when a re-run differs)."""
+    differ between processors: `clbench verify` names it when a re-run differs; the benchmarks
+    print it, since their ratios move with it)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
