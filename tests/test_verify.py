@@ -143,7 +143,8 @@ def test_config_changes_name_each_key_and_ignore_the_package_version():
 
 @pytest.mark.slow  # subprocesses that import torch
 def test_the_command_exits_1_naming_the_group_and_2_on_a_bad_learner(recorded, tmp_path):
-    good = subprocess.run([sys.executable, "-m", "clbench.cli", "verify", str(recorded)], capture_output=True, text=True)
+    good = subprocess.run([sys.executable, "-m", "clbench.cli", "verify", str(recorded)],
+                          capture_output=True, text=True)
     assert good.returncode == 0, good.stdout + good.stderr
     assert good.stdout.startswith("same     finetune on split-digits class_il (seed 0")
     old = tmp_path / "old"  # a run recorded by a (pretend) later version of fine-tuning's code
