@@ -141,32 +141,36 @@ def rerun(label: str, runs: Sequence[StoredRun], currents: Sequence[dict[str, An
     still holds where the bits do not."""
     import time
 
-    from clbench.executors import run_one
-    from clbench.results import matrix_from_rows, run_id
+    from clbench.configs import execute
+    from clbench.errors import one_line
+    from clbench.executors import use_threads
+    from clbench.results import matrix_from_rows
 
+    use_threads(threads)
     first = runs[0]
     start = time.perf_counter()
-    fresh, differences, moved = [], [], {}
+    fresh, differences, moved = [], [], []
     for run, current in zip(runs, currents):
-        outcome = run_one(run_id(current), current, threads)
-        if outcome.status != "ok":
+        try:
+            rows = execute(current).rows
+        except Exception as err:  # noqa: BLE001 - a re-run that raises is a verdict, not a crash
             # data that is not on this machine says nothing about the code: skipped, with how to get it
-            missing = str(outcome.error).startswith(f"{MissingDataError.__name__}: ")
-            return Verdict(label, first.seed, first.path, "skipped" if missing else "failed",
-                           f"seed {run.seed}: {outcome.error}", time.perf_counter() - start, len(runs))
-        fresh.append(matrix_from_rows(outcome.rows))
+            verdict = "skipped" if isinstance(err, MissingDataError) else "failed"
+            return Verdict(label, first.seed, first.path, verdict, f"seed {run.seed}: {one_line(err)}",
+                           time.perf_counter() - start, len(runs))
+        fresh.append(matrix_from_rows(rows))
         difference = matrix_difference(run.matrix, fresh[-1], run.config)
         if difference is not None:
             differences.append(f"seed {run.seed}: {difference}" if len(runs) > 1 else difference)
-            moved[run.seed] = environment_changes(run.record)
+            moved.append(environment_changes(run.record))
     seconds = time.perf_counter() - start
     if not differences:
         return Verdict(label, first.seed, first.path, "same", seconds=seconds, n_seeds=len(runs))
     detail = differences[0]
     if len(runs) > 1:
         detail = f"{len(differences)} of {len(runs)} seeds differ ({detail}); " + final_means(runs, fresh)
-    if all(moved.values()):           # every differing seed was recorded in another environment
-        changes = sorted({change for changes in moved.values() for change in changes})
+    if all(moved):                    # every differing seed was recorded in another environment
+        changes = sorted({change for changes in moved for change in changes})
         return Verdict(label, first.seed, first.path, "elsewhere", f"{detail}; recorded with {', '.join(changes)}",
                        seconds, len(runs))
     return Verdict(label, first.seed, first.path, "differs", detail, seconds, len(runs))
