@@ -67,25 +67,28 @@ def test_a_behaviour_change_without_a_version_bump_is_named(recorded, monkeypatc
     assert "re-record: finetune on split-digits class_il" in summary([verdict])
 
 
-def recorded_elsewhere(folder: Path) -> None:
-    """Rewrite the runs in `folder` as if recorded on another processor."""
+def record_processor(folder: Path, cpu: str | None, seed: int | None = None) -> None:
+    """Rewrite the runs in `folder` (only `seed`'s, if given) as if recorded on processor `cpu`
+    (None: by a clbench that did not keep the processor)."""
     for record in folder.glob("*/run.json"):
         data = json.loads(record.read_text())
-        data["environment"]["cpu"] = "Imaginary CPU 9000"
+        if seed is not None and data["config"]["seed"] != seed:
+            continue
+        if cpu is None:
+            del data["environment"]["cpu"]
+        else:
+            data["environment"]["cpu"] = cpu
         record.write_text(json.dumps(data))
 
 
 def test_a_difference_recorded_on_another_processor_is_elsewhere_not_re_record(recorded, monkeypatch):
-    recorded_elsewhere(recorded)
+    record_processor(recorded, "Imaginary CPU 9000")
     assert verify([recorded])[0].verdict == "same"     # equal numbers reproduce whatever the processor
     monkeypatch.setattr(SGDLearner, "train_step", skipping_every_fifth_step())
     [verdict] = verify([recorded])
     assert verdict.verdict == "elsewhere" and not verdict.needs_recording and not verdict.reproduced
     assert "cpu Imaginary CPU 9000 (now " in verdict.detail
-    for record in recorded.glob("*/run.json"):          # recorded before clbench kept the processor
-        data = json.loads(record.read_text())
-        del data["environment"]["cpu"]
-        record.write_text(json.dumps(data))
+    record_processor(recorded, None)                   # recorded before clbench kept the processor
     [unknown] = verify([recorded])
     assert unknown.verdict == "elsewhere" and "cpu unknown (now " in unknown.detail
     text = summary([verdict])
@@ -103,10 +106,7 @@ def test_all_seeds_reruns_every_seed_and_tests_the_final_means(recorded, monkeyp
     recorded_acc = [acc(run.matrix) for run in load_folder(recorded)]
     assert f"final acc {100 * sum(recorded_acc) / 2:.1f} recorded, " in verdict.detail
     assert "now, Welch p " in verdict.detail
-    [seed_0] = [path for path in recorded.glob("*/run.json") if json.loads(path.read_text())["config"]["seed"] == 0]
-    data = json.loads(seed_0.read_text())
-    data["environment"]["cpu"] = "Imaginary CPU 9000"
-    seed_0.write_text(json.dumps(data))
+    record_processor(recorded, "Imaginary CPU 9000", seed=0)
     [mixed] = verify([recorded], all_seeds=True)   # seed 1 differs where it was recorded: a code change
     assert mixed.verdict == "differs"
 
