@@ -144,9 +144,14 @@ def make_learner(cls: type, overrides: dict[str, Any], learner_name: str, where:
 
 
 def field_values(learner: Any) -> dict[str, Any]:
-    """Every field of a learner instance as JSON-ready values (tuples become lists)."""
+    """Every field of a learner instance as JSON-ready values (tuples become lists), except the
+    class's `recorded_if_set` fields while they hold their defaults: fields added after runs were
+    recorded, whose default computes what those runs computed, so that their run ids stay valid."""
     if dataclasses.is_dataclass(learner):
-        values = {name: getattr(learner, name) for name in learner_fields(type(learner))}
+        fields = learner_fields(type(learner))
+        optional = getattr(learner, "recorded_if_set", ())
+        values = {name: getattr(learner, name) for name, f in fields.items()
+                  if name not in optional or getattr(learner, name) != f.default}
     else:
         values = {k: v for k, v in vars(learner).items() if not k.startswith("_") and not k.endswith("_")}
     return json.loads(json.dumps(values, default=str))

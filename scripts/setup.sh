@@ -44,4 +44,16 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ ! -d "${CLBENCH_DATA:-$HOME/.
     echo "  mkdir -p ~/.cache/clbench && cp -r fm/usr/share/datasets/fashion-mnist ~/.cache/clbench/" >&2
   fi
 fi
+# A C++ compiler for `hope`'s compile=true on the CPU (torch.compile's inductor builds C++ kernels).
+# Optional like the above: without one, the test of compile=true is skipped.
+if ! command -v g++ >/dev/null && ! command -v c++ >/dev/null && ! command -v clang++ >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing a C++ compiler (Debian package g++) for hope's compile=true" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -q g++ || { apt-get update -q && apt-get install -y -q g++; }; } \
+      >/dev/null || echo "warning: could not install g++; the test of hope's compile=true will be skipped" >&2
+  else
+    echo "note: no C++ compiler, so hope's compile=true is unavailable and its test skipped (Debian: apt-get install g++)" >&2
+  fi
+fi
 echo "$want" > "$stamp"

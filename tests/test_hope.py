@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
 
 import pytest
 import torch
@@ -453,3 +454,65 @@ def test_every_ablation_builds_and_trains(fields):
     learner.setup(scenario.spec, 0)
     learner.fit_task(scenario[0].for_training())
     assert learner.predict(scenario[0].x_test[:4], task_id=0).shape == (4, scenario.n_outputs)
+
+
+# -- compile ------------------------------------------------------------------------------------
+def test_compile_is_recorded_only_when_set():
+    from clbench.configs import resolve
+    from clbench.fields import field_values
+
+    assert "compile" not in field_values(Hope())
+    assert field_values(Hope(compile=True))["compile"] is True
+    scenario = {"builder": "split", "dataset": "digits", "n_tasks": 5, "protocol": "task_il"}
+    eager, compiled = (resolve(scenario, "hope", overrides, 0) for overrides in ({}, {"compile": True}))
+    assert eager != compiled and "compile" not in eager["learner"]["fields"]
+
+
+def test_the_stored_hope_runs_keep_their_ids():
+    """Adding `compile` left every recorded Hope run's config, and so its run id, as it was."""
+    from pathlib import Path
+
+    from clbench.aggregate import load_runs
+    from clbench.results import run_id
+    from clbench.verify import resolve_again
+
+    baselines = Path(__file__).parents[1] / "baselines"
+    first_of_each_class = {}
+    for run in load_runs([baselines / "hope", baselines / "hope-lm"]):
+        first_of_each_class.setdefault(run.config["learner"]["class"], run)
+    assert {"clbench.learners.hope:Hope", "clbench.learners.hope_lm:HopeLM"} <= set(first_of_each_class)
+    for run in first_of_each_class.values():
+        current, verdict = resolve_again("hope", run)
+        assert verdict is None and run_id(current) == run.run_id
+
+
+def test_compile_without_a_cpp_compiler_is_a_usage_error(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(UsageError, match="C\\+\\+ compiler"):
+        tiny(compile=True, device="cpu").setup(image_spec(), 0)
+
+
+def test_hope_lm_refuses_compile():
+    from clbench.learners.hope_lm import HopeLM
+
+    with pytest.raises(UsageError, match="compile"):
+        HopeLM(compile=True)
+
+
+@pytest.mark.slow  # compiles a tiny Hope with inductor (about 4 minutes the first time on a 2-core machine)
+@pytest.mark.skipif(not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")),
+                    reason="no C++ compiler for torch.compile on the CPU")
+def test_a_compiled_hope_trains_and_predicts_as_the_eager_one():
+    scenario = small("class_il")
+    task = scenario[0].for_training()
+    eager, compiled = tiny(epochs=1), tiny(epochs=1, compile=True)
+    for learner in (eager, compiled):
+        learner.setup(scenario.spec, 0)
+    assert list(compiled.model_.state_dict()) == list(eager.model_.state_dict())
+    batches = [slice(0, 32), slice(32, 45), slice(45, 77)]        # the second is padded to 32 when compiled
+    losses = [[learner.train_step(task.x_train[rows], task.y_train[rows], None).item() for rows in batches]
+              for learner in (eager, compiled)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    for p, q in zip(eager.model_.parameters(), compiled.model_.parameters()):
+        assert torch.allclose(p, q, atol=1e-5)
+    assert torch.allclose(eager.predict(scenario[0].x_test), compiled.predict(scenario[0].x_test), atol=1e-4)

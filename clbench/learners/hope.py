@@ -9,6 +9,7 @@ networks are in `hope_modules.py`.
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 import warnings
@@ -109,6 +110,11 @@ class Hope:
     epochs: int = 10                 # passes over each task's training data
     batch_size: int = 32             # minibatch size (one stream step)
     device: str = "auto"             # "auto" (CUDA if present), "cpu", "cuda", ...
+    compile: bool = False            # run the network through torch.compile (see `compile_network`)
+
+    # `compile` came after runs were recorded without it: its default (eager) is left out of the
+    # resolved config, so those runs keep their ids (clbench.fields.field_values)
+    recorded_if_set: ClassVar[tuple[str, ...]] = ("compile",)
 
     def __post_init__(self) -> None:
         self.levels, self.level_lrs = tuple(self.levels), tuple(self.level_lrs)
@@ -172,6 +178,8 @@ class Hope:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.model_ = self.build_model(spec).to(self.device_)
+        if self.compile:
+            compile_network(self.model_, self.device_)
         self.generator_ = torch.Generator().manual_seed(seed)
         self.units_ = OutputUnits(spec.n_outputs, spec.protocol)
         self.level_params_: list[list[torch.nn.Parameter]] = [[] for _ in self.levels]
@@ -182,6 +190,7 @@ class Hope:
         self.accum_ = [[torch.zeros_like(p) for p in ps] for ps in self.level_params_]
         self.pending_ = [0] * len(self.levels)     # steps accumulated since each level last stepped
         self.step_ = 0                             # stream steps (minibatches) so far
+        self.train_rows_ = 0                       # the largest training batch so far (`network`)
 
     # -- training ----------------------------------------------------------------------------
     def fit_task(self, task: Task) -> None:
@@ -213,7 +222,8 @@ class Hope:
         may be on any device (no copy when they are already on the learner's)."""
         x, y = x.to(self.device_), y.to(self.device_)
         mask = None if mask is None else mask.to(self.device_)
-        logits = self.model_(x)
+        self.train_rows_ = max(self.train_rows_, len(x))
+        logits = self.network(x, self.train_rows_)
         return self.outer_step(F.cross_entropy(logits if mask is None else logits + mask, y), "Hope's")
 
     def outer_step(self, loss: torch.Tensor, whose: str) -> torch.Tensor:
@@ -265,10 +275,44 @@ class Hope:
             warnings.warn(f"Hope: {', '.join(idle)} will never update: the stream has about {stream_steps} steps",
                           stacklevel=3)
 
+    def network(self, x: torch.Tensor, rows: int) -> torch.Tensor:
+        """`model_(x)`. Compiled, a batch of fewer than `rows` examples is padded with zero inputs to
+        `rows` (examples do not interact, so the real rows' outputs and gradients are unchanged):
+        the network then sees one batch shape in training (the largest so far) and one in
+        prediction, each compiled once, instead of a compile per task's last partial batch
+        (torch 2.14's dynamic-shape compile of this network failed at run time)."""
+        if not self.compile or len(x) >= rows:
+            return self.model_(x)
+        padding = x.new_zeros((rows - len(x), *x.shape[1:]))
+        return self.model_(torch.cat([x, padding]))[:len(x)]
+
     # -- evaluation --------------------------------------------------------------------------
     def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
         """Logits; the memories adapt inside each example on a scratch state (closed-form inner
         gradients, no autograd), and no parameter, accumulator or optimiser state is touched.
         Examples are independent, so large inputs go through in slices to bound the memory."""
         with torch.no_grad():
-            return torch.cat([self.model_(part.to(self.device_)) for part in x.split(PREDICT_SLICE)])
+            return torch.cat([self.network(part.to(self.device_), PREDICT_SLICE) for part in x.split(PREDICT_SLICE)])
+
+
+def compile_network(model: torch.nn.Module, device: torch.device) -> None:
+    """Compile `model`'s forward (and so its backward) with torch.compile, in place: parameters
+    and state_dict keys stay as they are. Inductor fuses the memories' many small per-chunk
+    operations into a few kernels (see benchmarks/README.md for the speed-up). The numbers equal
+    eager ones to float rounding, not bit for bit, so a compiled run records `compile` and never
+    shares a run id with an eager one. Training and prediction each compile once per process and
+    batch shape (`Hope.network`): minutes on a small CPU, cached on disk for later processes."""
+    import shutil
+
+    if not hasattr(model, "compile"):
+        raise UsageError(f"compile=true needs torch >= 2.2 (nn.Module.compile); this is torch {torch.__version__}")
+    if device.type == "cpu":
+        if not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")):
+            raise UsageError("compile=true on the CPU needs a C++ compiler (g++ or clang++) on PATH; "
+                             "install one (Debian: apt-get install g++) or leave compile=false")
+        # inductor's C++ build logs "No CUDA runtime is found" on machines without CUDA
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    # `_constants` is a pure function of its arguments, so tracing through its cache is exact
+    warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`-wrapped "
+                            "function at 'hope_modules.py")
+    model.compile(dynamic=False)

@@ -82,6 +82,9 @@ class HopeLM(Hope):
                              f"got {self.context_periods}")
         if self.context_lr < 0:
             raise UsageError(f"context_lr must be non-negative, got {self.context_lr}")
+        if self.compile:
+            raise UsageError("compile=true is not supported by hope-lm: it reads a sequence unit by unit with an "
+                             "inner backward pass between units, which torch.compile cannot differentiate again")
 
     # -- state -------------------------------------------------------------------------------
     def build_model(self, spec: ScenarioSpec) -> HopeLMNet:
