@@ -1,6 +1,6 @@
 """Hope's training cost per stream step, relative to fine-tuning networks of the same width.
 
-    .venv/bin/python benchmarks/hope_cost.py [--d 64] [--rounds 9] [--steps 5] [--threads 1] [--device cuda]
+    .venv/bin/python benchmarks/hope_cost.py [--d 64] [--rounds 9] [--steps 5] [--threads 1] [--device cuda] [--compile]
 
 Every learner trains on the same minibatches (split-digits, task 1, batch 32). Rounds alternate
 between the learners (in a rotating order), and each round gives Hope's time per step divided
@@ -12,6 +12,10 @@ time. References, all at Hope's width d:
   applied per token, of Hope's depth. The target (Hope <= 3x) is read against this one.
 - attention: Hope-Attention fine-tuned every step, a Transformer-like network of the same size.
 - flat-mlp: clbench's `finetune` baseline with hidden widths (d, d) on the flattened image.
+
+With `--compile`, every network above runs through torch.compile (Hope's `compile=true`; the
+warm-up steps compile), the target is read on the compiled pair, and `token-eager`, the token-MLP
+run eagerly as it runs by default, and `hope-eager` are timed beside them.
 
 The ratio depends on the machine and its load (shared CPUs make single timings noisy, which is
 what the alternation and medians are for); the load average is printed before and after.
@@ -39,9 +43,12 @@ from clbench.results import cpu_model
 from clbench.scenario import build_scenario
 
 
-def stepper(learner, spec, batches):
-    """(one training step on batch i, number of parameters) for a Hope or an SGDLearner."""
+def stepper(learner, spec, batches, compile_network: bool = False):
+    """(one training step on batch i, number of parameters) for a Hope or an SGDLearner; with
+    `compile_network`, an SGDLearner's network is compiled as Hope's `compile=True` compiles Hope's."""
     learner.setup(spec, 0)
+    if compile_network and not isinstance(learner, Hope):
+        learner.model_.compile()
 
     def step(i: int) -> None:
         x, y = batches[i % len(batches)]
@@ -61,6 +68,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9, help="alternating rounds (the median is over these)")
     parser.add_argument("--steps", type=int, default=5, help="training steps per learner per round")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 avoids oversubscription)")
+    parser.add_argument("--compile", action="store_true", help="every network through torch.compile (Hope's "
+                        "compile=true), plus Hope and the token-MLP run eagerly; the first steps compile (minutes)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda; on cuda the target is read on "
                         "wall-clock time, each timing ends with a synchronisation")
     args = parser.parse_args()
@@ -73,15 +82,19 @@ def main() -> None:
     task = scenario[0]
     batches = [(task.x_train[i:i + 32].to(args.device), task.y_train[i:i + 32].to(args.device))
                for i in range(0, len(task.y_train) - 31, 32)]
+    common = dict(d=args.d, device=args.device, compile=args.compile)
     learners = {
-        "hope": Hope(d=args.d, device=args.device),
-        "token-mlp": Hope(d=args.d, selfmod=False, levels=(1, 1, 1, 1), device=args.device),
-        "attention": Hope(d=args.d, mixer="attention", levels=(1, 1, 1, 1), device=args.device),
+        "hope": Hope(**common),
+        "token-mlp": Hope(selfmod=False, levels=(1, 1, 1, 1), **common),
+        "attention": Hope(mixer="attention", levels=(1, 1, 1, 1), **common),
         "flat-mlp": Finetune(widths=(args.d, args.d), device=args.device),
     }
+    if args.compile:                                 # the two run eagerly, as by default
+        learners["hope-eager"] = Hope(d=args.d, device=args.device)
+        learners["token-eager"] = Hope(d=args.d, selfmod=False, levels=(1, 1, 1, 1), device=args.device)
     steppers, sizes = {}, {}
     for name, learner in learners.items():
-        steppers[name], sizes[name] = stepper(learner, scenario.spec, batches)
+        steppers[name], sizes[name] = stepper(learner, scenario.spec, batches, args.compile)
     names = list(steppers)
     for name in names:                               # warm-up
         for i in range(2):
@@ -105,20 +118,21 @@ def main() -> None:
     where = (torch.cuda.get_device_name(args.device) if cuda
              else f"CPU ({cpu_model()}), {args.threads} thread(s), {os.cpu_count()} CPUs")
     print(f"Hope cost per training step, d={args.d}, batch 32, {args.rounds} rounds x {args.steps} steps, "
-          f"torch {torch.__version__}, {where}")
+          f"torch {torch.__version__}, {where}"
+          + (", networks compiled (hope-eager, token-eager: not)" if args.compile else ""))
     print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f}")
-    print(f"{'learner':<10} {'params':>9} {'wall ms/step':>13} {'cpu ms/step':>12} "
+    print(f"{'learner':<11} {'params':>9} {'wall ms/step':>13} {'cpu ms/step':>12} "
           f"{'hope/x wall':>12} {'hope/x cpu':>11}")
     for name in names:
         ratios_wall = [h / x for h, x in zip(wall["hope"], wall[name])]
         ratios_cpu = [h / x for h, x in zip(cpu["hope"], cpu[name])]
-        print(f"{name:<10} {sizes[name]:>9,} {1000 * statistics.median(wall[name]):>13.1f} "
+        print(f"{name:<11} {sizes[name]:>9,} {1000 * statistics.median(wall[name]):>13.1f} "
               f"{1000 * statistics.median(cpu[name]):>12.1f} {statistics.median(ratios_wall):>11.2f}x "
               f"{statistics.median(ratios_cpu):>10.2f}x")
     clock = wall if cuda else cpu
     token = statistics.median(h / x for h, x in zip(clock["hope"], clock["token-mlp"]))
-    print(f"target: Hope <= 3x the per-token MLP of the same width and depth ({'wall' if cuda else 'CPU'} time): "
-          f"{token:.2f}x, {'met' if token <= 3 else 'not met'}")
+    print(f"target: Hope <= 3x the per-token MLP of the same width and depth ({'wall' if cuda else 'CPU'} time"
+          f"{', both compiled' if args.compile else ''}): {token:.2f}x, {'met' if token <= 3 else 'not met'}")
 
 
 if __name__ == "__main__":
