@@ -279,7 +279,8 @@ def test_agem_step_follows_the_projected_gradient():
     idx = torch.randperm(80, generator=torch.Generator().set_state(state))[:32]
     g_ref = grad(learner.memory_x_[idx], learner.memory_y_[idx], learner.memory_mask_[idx])
     assert float(g @ g_ref) < 0  # this batch conflicts with the memory: the projection acts
-    before = float(F.cross_entropy(learner.model_(x) + learner.mask_, y))
+    with torch.no_grad():
+        before = float(F.cross_entropy(learner.model_(x) + learner.mask_, y))
     loss = learner.train_step(x, y, learner.mask_)
     stepped = torch.cat([p.grad.reshape(-1) for p in weights])   # the gradient the optimiser stepped with
     assert torch.allclose(stepped, project(g, g_ref), atol=1e-6)
