@@ -149,32 +149,30 @@ def rerun(label: str, runs: Sequence[StoredRun], currents: Sequence[dict[str, An
     use_threads(threads)
     first = runs[0]
     start = time.perf_counter()
+    verdict = lambda kind, detail="": Verdict(label, first.seed, first.path, kind, detail,  # noqa: E731
+                                              time.perf_counter() - start, len(runs))
     fresh, differences, moved = [], [], []
     for run, current in zip(runs, currents):
         try:
             rows = execute(current).rows
         except Exception as err:  # noqa: BLE001 - a re-run that raises is a verdict, not a crash
             # data that is not on this machine says nothing about the code: skipped, with how to get it
-            verdict = "skipped" if isinstance(err, MissingDataError) else "failed"
-            return Verdict(label, first.seed, first.path, verdict, f"seed {run.seed}: {one_line(err)}",
-                           time.perf_counter() - start, len(runs))
+            return verdict("skipped" if isinstance(err, MissingDataError) else "failed",
+                           f"seed {run.seed}: {one_line(err)}")
         fresh.append(matrix_from_rows(rows))
         difference = matrix_difference(run.matrix, fresh[-1], run.config)
         if difference is not None:
             differences.append(f"seed {run.seed}: {difference}" if len(runs) > 1 else difference)
             moved.append(environment_changes(run.record))
-    seconds = time.perf_counter() - start
     if not differences:
-        return Verdict(label, first.seed, first.path, "same", seconds=seconds, n_seeds=len(runs))
+        return verdict("same")
     detail = differences[0]
     if len(runs) > 1:
         detail = f"{len(differences)} of {len(runs)} seeds differ ({detail}); " + final_means(runs, fresh)
     if all(moved):                    # every differing seed was recorded in another environment
         changes = sorted({change for changes in moved for change in changes})
-        return Verdict(label, first.seed, first.path, "elsewhere", f"{detail}; recorded with {', '.join(changes)}",
-                       seconds, len(runs))
-    return Verdict(label, first.seed, first.path, "differs", detail, seconds, len(runs))
-
+        return verdict("elsewhere", f"{detail}; recorded with {', '.join(changes)}")
+    return verdict("differs", detail)
 
 def final_means(runs: Sequence[StoredRun], fresh: Sequence[np.ndarray]) -> str:
     """"final acc 48.75 recorded, 50.39 now, Welch p = 0.44" over the seeds of one group."""
