@@ -37,18 +37,18 @@ import time
 import torch
 
 from clbench.learners.finetune import Finetune
-from clbench.learners.hope import Hope
+from clbench.learners.hope import Hope, compile_network
 from clbench.scenario_names import scenario_config
 from clbench.results import cpu_model
 from clbench.scenario import build_scenario
 
 
-def stepper(learner, spec, batches, compile_network: bool = False):
+def stepper(learner, spec, batches, compile: bool = False):
     """(one training step on batch i, number of parameters) for a Hope or an SGDLearner; with
-    `compile_network`, an SGDLearner's network is compiled as Hope's `compile=True` compiles Hope's."""
+    `compile`, an SGDLearner's network is compiled as Hope's `compile=True` compiles Hope's."""
     learner.setup(spec, 0)
-    if compile_network and not isinstance(learner, Hope):
-        learner.model_.compile()
+    if compile and not isinstance(learner, Hope):
+        compile_network(learner.model_, learner.device_)
 
     def step(i: int) -> None:
         x, y = batches[i % len(batches)]
@@ -82,16 +82,14 @@ def main() -> None:
     task = scenario[0]
     batches = [(task.x_train[i:i + 32].to(args.device), task.y_train[i:i + 32].to(args.device))
                for i in range(0, len(task.y_train) - 31, 32)]
-    common = dict(d=args.d, device=args.device, compile=args.compile)
-    learners = {
-        "hope": Hope(**common),
-        "token-mlp": Hope(selfmod=False, levels=(1, 1, 1, 1), **common),
-        "attention": Hope(mixer="attention", levels=(1, 1, 1, 1), **common),
-        "flat-mlp": Finetune(widths=(args.d, args.d), device=args.device),
-    }
+    variants = {"hope": {}, "token-mlp": dict(selfmod=False, levels=(1, 1, 1, 1)),
+                "attention": dict(mixer="attention", levels=(1, 1, 1, 1))}
+    learners = {name: Hope(d=args.d, device=args.device, compile=args.compile, **fields)
+                for name, fields in variants.items()}
+    learners["flat-mlp"] = Finetune(widths=(args.d, args.d), device=args.device)
     if args.compile:                                 # the two run eagerly, as by default
-        learners["hope-eager"] = Hope(d=args.d, device=args.device)
-        learners["token-eager"] = Hope(d=args.d, selfmod=False, levels=(1, 1, 1, 1), device=args.device)
+        for name, variant in (("hope-eager", "hope"), ("token-eager", "token-mlp")):
+            learners[name] = Hope(d=args.d, device=args.device, **variants[variant])
     steppers, sizes = {}, {}
     for name, learner in learners.items():
         steppers[name], sizes[name] = stepper(learner, scenario.spec, batches, args.compile)
