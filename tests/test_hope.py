@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from clbench.errors import UsageError
 from clbench.learner import DivergenceError
-from clbench.learners.hope import Hope
+from clbench.learners.hope import Hope, has_cpp_compiler
 from clbench.learners.hope_modules import SelfModTitans, chunk_tables, chunk_write
 from clbench.scenario import ScenarioSpec
 from clbench.testing import check_learner
@@ -500,8 +500,7 @@ def test_hope_lm_refuses_compile():
 
 
 @pytest.mark.slow  # compiles a tiny Hope with inductor (about 4 minutes the first time on a 2-core machine)
-@pytest.mark.skipif(not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")),
-                    reason="no C++ compiler for torch.compile on the CPU")
+@pytest.mark.skipif(not has_cpp_compiler(), reason="no C++ compiler for torch.compile on the CPU")
 def test_a_compiled_hope_trains_and_predicts_as_the_eager_one():
     scenario = small("class_il")
     task = scenario[0].for_training()

@@ -302,17 +302,19 @@ def compile_network(model: torch.nn.Module, device: torch.device) -> None:
     eager ones to float rounding, not bit for bit, so a compiled run records `compile` and never
     shares a run id with an eager one. Training and prediction each compile once per process and
     batch shape (`Hope.network`): minutes on a small CPU, cached on disk for later processes."""
-    import shutil
-
     if not hasattr(model, "compile"):
         raise UsageError(f"compile=true needs torch >= 2.2 (nn.Module.compile); this is torch {torch.__version__}")
     if device.type == "cpu":
-        if not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")):
+        if not has_cpp_compiler():
             raise UsageError("compile=true on the CPU needs a C++ compiler (g++ or clang++) on PATH; "
                              "install one (Debian: apt-get install g++) or leave compile=false")
         # inductor's C++ build logs "No CUDA runtime is found" on machines without CUDA
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    # `_constants` is a pure function of its arguments, so tracing through its cache is exact
-    warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`-wrapped "
-                            "function at 'hope_modules.py")
     model.compile(dynamic=False)
+
+
+def has_cpp_compiler() -> bool:
+    """Whether a C++ compiler is on PATH: inductor builds its CPU kernels with one."""
+    import shutil
+
+    return any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++"))

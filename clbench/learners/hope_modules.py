@@ -41,9 +41,19 @@ def l2norm(x: torch.Tensor) -> torch.Tensor:
 # ("gd") the u terms are absent: W_t = α_t W_{t−1} + S_t.
 
 
-@functools.lru_cache(maxsize=64)
+_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
+
+
 def _constants(n: int, beta: float, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """The masks and powers of β that every chunk of n tokens uses (made once, not per chunk)."""
+    """The masks and powers of β that every chunk of n tokens uses: made once, not per chunk, in
+    eager mode; under torch.compile made inside the graph, which is traced once anyway (the cache
+    would only draw a warning from dynamo)."""
+    if _compiling():
+        return _make_constants(n, beta, device, dtype)
+    return _cached_constants(n, beta, device, dtype)
+
+
+def _make_constants(n: int, beta: float, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     gap = torch.arange(n, device=device, dtype=dtype)
     gap = gap[:, None] - gap[None, :]
     return {"lower": torch.ones(n + 1, n + 1, dtype=torch.bool, device=device).tril(),
@@ -53,7 +63,7 @@ def _constants(n: int, beta: float, device: torch.device, dtype: torch.dtype) ->
             "tail": beta ** torch.arange(n - 1, -1, -1, device=device, dtype=dtype)}      # β^{C−j}
 
 
-_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
+_cached_constants = functools.lru_cache(maxsize=64)(_make_constants)
 
 
 def small_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
