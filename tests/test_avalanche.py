@@ -385,7 +385,7 @@ NATIVE_PARITY = {  # name: (clbench fields, Avalanche strategy, its arguments, p
              "class_il", ("above", 0.3)),
     "der": (dict(buffer_size=200, alpha=0.1, store="task_end"), "DER", dict(mem_size=200, alpha=0.1, beta=0.0),
             "class_il", ("above", 0.3)),
-    "derpp": (dict(buffer_size=200, alpha=0.1, beta=0.5, store="task_end"), "DER",
+    "derpp": (dict(buffer_size=200, alpha=0.1, beta=0.5, store="task_end", shared_memory_batch=True), "DER",
               dict(mem_size=200, alpha=0.1, beta=0.5), "class_il", ("above", 0.7)),
     "er-ace": (dict(buffer_size=200, replay_batch_size=10, class_balanced=True, mask_logits=False), "ER_ACE",
                dict(mem_size=200, batch_size_mem=10), "class_il", ("above", 0.7)),

@@ -394,6 +394,33 @@ def test_derpp_one_forward_pass_gives_the_loss_and_gradients_of_three():
     assert not with_norm.one_pass_
 
 
+def test_derpp_shared_memory_batch_uses_one_memory_batch_for_both_terms():
+    """`shared_memory_batch`: the β cross-entropy is taken on the α term's memory batch (one draw,
+    Avalanche's DER), not on a second, independent one; it is recorded only when set."""
+    from clbench.fields import field_values
+
+    sc = small("class_il")
+    learner = _fit(DERpp(epochs=1, buffer_size=60, store="task_end", shared_memory_batch=True), sc, 1)
+    learner.begin_task(sc[1].for_training())
+    x, y = learner.x_[:32], learner.y_[:32]
+    draws = copy.deepcopy(learner.generator_)
+    rows = torch.randint(len(learner.buffer_y_), (32,), generator=draws)
+    with torch.no_grad():
+        model, memory = learner.model_, learner.buffer_x_[rows]
+        shared = (F.cross_entropy(model(x), y) + 0.1 * F.mse_loss(model(memory), learner.buffer_logits_[rows])
+                  + 0.5 * F.cross_entropy(model(memory), learner.buffer_y_[rows]))
+        second = torch.randint(len(learner.buffer_y_), (32,), generator=draws)
+        independent = (F.cross_entropy(model(x), y) + 0.1 * F.mse_loss(model(memory), learner.buffer_logits_[rows])
+                       + 0.5 * F.cross_entropy(model(learner.buffer_x_[second]), learner.buffer_y_[second]))
+    state = copy.deepcopy(learner.generator_.get_state())
+    assert learner.loss(x, y, learner.mask_).item() == pytest.approx(shared.item(), rel=1e-5)
+    assert abs(shared.item() - independent.item()) > 1e-4  # the two forms differ on this batch
+    once = torch.Generator().set_state(state)
+    torch.randint(len(learner.buffer_y_), (32,), generator=once)
+    assert torch.equal(learner.generator_.get_state(), once.get_state())  # one draw a step, not two
+    assert "shared_memory_batch" not in field_values(DERpp()) and field_values(learner)["shared_memory_batch"]
+
+
 # -- ER-ACE --------------------------------------------------------------------------------------
 
 def test_er_ace_masks_the_incoming_batch_to_its_own_classes():

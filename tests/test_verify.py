@@ -160,3 +160,22 @@ def test_the_command_exits_1_naming_the_group_and_2_on_a_bad_learner(recorded, t
     bad = subprocess.run([sys.executable, "-m", "clbench.cli", "verify", str(recorded), "--learner", "ewc"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "--learner ewc: no such learner" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_every_stored_baseline_keeps_its_run_id():
+    """Fields added after runs were recorded (a class's `recorded_if_set`: Hope's `compile`, DER's
+    `shared_memory_batch`) leave every stored run's config, and so its id, as it was: one run of
+    each learner class in `baselines/` resolves again to the id it was stored under."""
+    from clbench.aggregate import load_runs
+    from clbench.results import run_id
+    from clbench.verify import resolve_again
+
+    baselines = SHIPPED.parent
+    first_of_each_class = {}
+    for run in load_runs(sorted(folder for folder in baselines.iterdir() if folder.is_dir())):
+        first_of_each_class.setdefault(run.config["learner"]["class"], run)
+    assert {"clbench.learners.hope:Hope", "clbench.learners.hope_lm:HopeLM",
+            "clbench.learners.der:DER", "clbench.learners.der:DERpp"} <= set(first_of_each_class)
+    for run in first_of_each_class.values():
+        current, verdict = resolve_again("stored", run)
+        assert verdict is None and run_id(current) == run.run_id, run.path
