@@ -27,6 +27,7 @@ PyTorch's fused kernel (`fused=True`).
 
     python benchmarks/peers.py [--repeats 7] [--process-repeats 3] [--scenarios split-digits,split-fmnist]
     python benchmarks/peers.py --profile finetune --scenarios split-digits     # where the time goes
+    python benchmarks/peers.py --linear-kernel onednn   # clbench (and the hand-written loop) on oneDNN
 
 split-fmnist runs only when Fashion-MNIST is installed (see clbench.data), with 1 epoch per task.
 """
@@ -44,6 +45,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clbench import onednn
+from clbench.onednn import KERNELS
 from clbench.optim import build_optimizer
 from clbench.learners.avalanche.adapter import UnitMaskedCrossEntropy
 from clbench.learners.ewc import EWC
@@ -80,8 +83,8 @@ EPOCHS = {"split-digits": 10, "split-fmnist": 1}
 
 # -- clbench -------------------------------------------------------------------------------------
 
-def clbench_run(scenario, method: str, seed: int, epochs: int) -> np.ndarray:
-    common = dict(epochs=epochs, batch_size=BATCH, lr=LR, widths=WIDTHS, device="cpu")
+def clbench_run(scenario, method: str, seed: int, epochs: int, kernel: str = "default") -> np.ndarray:
+    common = dict(epochs=epochs, batch_size=BATCH, lr=LR, widths=WIDTHS, device="cpu", linear_kernel=kernel)
     learner = {"finetune": lambda: Finetune(**common),
                "ewc": lambda: EWC(lam=2 * LAM_AVALANCHE, fisher_batch_size=BATCH, fisher_labels="true",
                                   fisher_samples=0, **common),
@@ -149,10 +152,13 @@ def avalanche_run(av: dict, scenario, method: str, seed: int, epochs: int) -> np
 
 # -- hand-written --------------------------------------------------------------------------------
 
-def hand_run(scenario, method: str, seed: int, epochs: int) -> np.ndarray:
-    """Fine-tuning, EWC or replay written out by hand, drawing the same random numbers as clbench."""
+def hand_run(scenario, method: str, seed: int, epochs: int, kernel: str = "default") -> np.ndarray:
+    """Fine-tuning, EWC or replay written out by hand, drawing the same random numbers as clbench
+    and computing its linear layers with the same kernel."""
     seed_everything(seed)
     model = build_backbone("mlp", scenario.spec.input_shape, scenario.n_outputs, WIDTHS)
+    if kernel == "onednn":
+        model.linear_function = onednn.linear
     generator = torch.Generator().manual_seed(seed)
     seen = torch.zeros(scenario.n_outputs, dtype=torch.bool)
     lam = 2 * LAM_AVALANCHE
@@ -225,17 +231,17 @@ def hand_run(scenario, method: str, seed: int, epochs: int) -> np.ndarray:
 
 # -- driver --------------------------------------------------------------------------------------
 
-def child(framework: str, method: str, scenario_name: str, seed: int) -> None:
+def child(framework: str, method: str, scenario_name: str, seed: int, kernel: str) -> None:
     """One whole run in this process, as the process-level timing starts it."""
     torch.set_num_threads(1)
     scenario = build_scenario(scenario_config(scenario_name))
     epochs = EPOCHS[scenario_name]
     if framework == "clbench":
-        matrix = clbench_run(scenario, method, seed, epochs)
+        matrix = clbench_run(scenario, method, seed, epochs, kernel)
     elif framework == "avalanche":
         matrix = avalanche_run(avalanche_modules(), scenario, method, seed, epochs)
     else:
-        matrix = hand_run(scenario, method, seed, epochs)
+        matrix = hand_run(scenario, method, seed, epochs, kernel)
     print(f"{matrix[-1].mean():.4f}")
 
 
@@ -308,11 +314,14 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     parser.add_argument("--profile", metavar="METHOD", help="instead of timing: where each framework's time goes "
                         "for METHOD on the first scenario")
-    parser.add_argument("--child", nargs=4, metavar=("FRAMEWORK", "METHOD", "SCENARIO", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--linear-kernel", choices=KERNELS, default="default",
+                        help="clbench's `linear_kernel` (and the hand-written loop's); Avalanche keeps F.linear")
+    parser.add_argument("--child", nargs=5, metavar=("FRAMEWORK", "METHOD", "SCENARIO", "SEED", "KERNEL"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        framework, method, scenario_name, seed = args.child
-        return child(framework, method, scenario_name, int(seed))
+        framework, method, scenario_name, seed, kernel = args.child
+        return child(framework, method, scenario_name, int(seed), kernel)
 
     torch.set_num_threads(1)
     methods = args.methods.split(",")
@@ -330,11 +339,13 @@ def main() -> None:
             print(f"\n{scenario_name}: data not installed, skipped")
             continue
         scenario, epochs = build_scenario(scenario_config(scenario_name)), EPOCHS[scenario_name]
-        runners = {"clbench": lambda m, s: clbench_run(scenario, m, s, epochs),
+        kernel = args.linear_kernel
+        runners = {"clbench": lambda m, s: clbench_run(scenario, m, s, epochs, kernel),
                    "avalanche": lambda m, s: avalanche_run(av, scenario, m, s, epochs),
-                   "hand-written": lambda m, s: hand_run(scenario, m, s, epochs)}
+                   "hand-written": lambda m, s: hand_run(scenario, m, s, epochs, kernel)}
         print(f"\n{scenario_name} (class_il), {len(scenario)} tasks, {epochs} epoch(s) per task, "
-              f"{args.repeats} alternating repeats in-process, {args.process_repeats} as whole processes")
+              f"{args.repeats} alternating repeats in-process, {args.process_repeats} as whole processes; "
+              f"clbench linear_kernel={kernel}")
         header = (f"{'method':<9} {'clbench':>9} {'Avalanche':>10} {'hand':>8}   {'cl/Av':>6} {'(paired)':>8}   "
                   f"{'cl/hand':>7} {'(paired)':>8}   final acc cl / Av / hand")
         print("train + evaluate, median seconds per run:")
@@ -364,7 +375,7 @@ def main() -> None:
                     k = i % len(frameworks)
                     for name in frameworks[k:] + frameworks[:k]:
                         start = time.perf_counter()
-                        subprocess.run([sys.executable, __file__, "--child", name, method, scenario_name, str(i)],
+                        subprocess.run([sys.executable, __file__, "--child", name, method, scenario_name, str(i), kernel],
                                        check=True, capture_output=True)
                         times[name].append(time.perf_counter() - start)
                 print(row(method, *summary(times)))

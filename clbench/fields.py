@@ -145,11 +145,12 @@ def make_learner(cls: type, overrides: dict[str, Any], learner_name: str, where:
 
 def field_values(learner: Any) -> dict[str, Any]:
     """Every field of a learner instance as JSON-ready values (tuples become lists), except the
-    class's `recorded_if_set` fields while they hold their defaults: fields added after runs were
-    recorded, whose default computes what those runs computed, so that their run ids stay valid."""
+    `recorded_if_set` fields of its class and their bases while they hold their defaults: fields
+    added after runs were recorded, whose default computes what those runs computed, so that
+    their run ids stay valid."""
     if dataclasses.is_dataclass(learner):
         fields = learner_fields(type(learner))
-        optional = getattr(learner, "recorded_if_set", ())
+        optional = {name for cls in type(learner).__mro__ for name in vars(cls).get("recorded_if_set", ())}
         values = {name: getattr(learner, name) for name, f in fields.items()
                   if name not in optional or getattr(learner, name) != f.default}
     else:

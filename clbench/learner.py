@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, ClassVar, Iterator, Protocol, runtime_checkabl
 from clbench.errors import UsageError
 from clbench.gradients import QuadraticPenalty, add_to_gradients
 from clbench.lazy import lazy_import
+from clbench.onednn import KERNELS
 from clbench.optim import build_optimizer, clear_gradients, optimizer_step
 from clbench.progress import report_step
 from clbench.units import OutputUnits
@@ -112,14 +113,19 @@ class SGDLearner(TrainingFields):
     # because a subclass with work in `begin_task`/`end_task` (EWC's Fisher) would silently skip it;
     # a subclass that is right without boundaries (fine-tuning, reservoir replay) sets it True.
     task_free: ClassVar[bool] = False
+    # added after runs were recorded; its default is what those runs computed (clbench.fields)
+    recorded_if_set: ClassVar[tuple[str, ...]] = ("linear_kernel",)
 
     iterations: int = 0                   # minibatch steps per task instead of epochs (0 = use epochs)
     batch_size: int = 32                  # training minibatch size
     reset_optimizer: bool = True          # fresh optimiser state at every task start
     device: str = "auto"                  # "auto" (CUDA if present), "cpu", "cuda", ...
+    linear_kernel: str = "default"        # "onednn": the MLP's linear layers through oneDNN on the CPU (clbench.onednn)
 
     def __post_init__(self) -> None:
         check_training_fields(self)
+        if self.linear_kernel not in KERNELS:
+            raise UsageError(f"linear_kernel must be one of {', '.join(KERNELS)}, got {self.linear_kernel!r}")
 
     # -- state -------------------------------------------------------------------------------
     def setup(self, spec: ScenarioSpec, seed: int) -> None:
@@ -128,10 +134,25 @@ class SGDLearner(TrainingFields):
         self.spec_ = spec
         self.device_ = resolve_device(self.device)
         self.model_ = build_backbone(self.backbone, spec.input_shape, spec.n_outputs, self.widths)
+        if self.linear_kernel == "onednn":
+            self.use_onednn_linear()
         self.model_.to(self.device_)
         self.generator_ = torch.Generator().manual_seed(seed)
         self.units_ = OutputUnits(spec.n_outputs, spec.protocol)
         self.optimizer_ = self.make_optimizer()
+
+    def use_onednn_linear(self) -> None:
+        """Route the MLP backbone's linear layers through `clbench.onednn.linear`."""
+        from clbench import onednn
+        from clbench.models import MLP
+
+        if not isinstance(self.model_, MLP):
+            raise UsageError(f"linear_kernel='onednn' applies to the MLP backbones (mlp, mlp400, mlp1000), "
+                             f"not {self.backbone!r}")
+        if self.device_.type != "cpu":
+            raise UsageError(f"linear_kernel='onednn' runs on the CPU, not {self.device_.type!r}; set device=cpu")
+        onednn.check_available()
+        self.model_.linear_function = onednn.linear
 
     def state_dict(self) -> dict:
         """The learned state for a per-task checkpoint (`clbench.checkpoint.learner_state`): the

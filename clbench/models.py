@@ -30,16 +30,22 @@ class MLP(nn.Sequential):
     itself rather than calling the layer: on clbench's small MLPs a module call costs about as much
     as the layer's arithmetic (3-6% of a training step, benchmarks/peers.py). The same layers, names,
     state dict and results bit for bit; where a hook is registered on any layer, or globally, the
-    layers are called as nn.Sequential calls them, so the hooks run."""
+    layers are called as nn.Sequential calls them, so the hooks run.
+
+    `linear_function` computes the linear layers: `F.linear`, or `clbench.onednn.linear` where a
+    learner asks for `linear_kernel = "onednn"`."""
+
+    linear_function = staticmethod(F.linear)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layers = self._modules.values()
         if _hooks_registered(layers):
             return super().forward(x)
+        linear = self.linear_function
         for layer in layers:
             kind = type(layer)
             if kind is nn.Linear:
-                x = F.linear(x, layer.weight, layer.bias)
+                x = linear(x, layer.weight, layer.bias)
             elif kind is nn.ReLU:
                 x = F.relu(x, inplace=layer.inplace)
             elif kind is nn.Flatten:
