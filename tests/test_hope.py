@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from clbench.errors import UsageError
 from clbench.learner import DivergenceError
 from clbench.learners.hope import Hope, has_cpp_compiler
-from clbench.learners.hope_modules import SelfModTitans, chunk_tables, chunk_write
+from clbench.learners.hope_modules import SelfModTitans, chunk_tables, chunk_write, forward_substitution
 from clbench.scenario import ScenarioSpec
 from clbench.testing import check_learner
 
@@ -454,6 +454,18 @@ def test_every_ablation_builds_and_trains(fields):
     learner.setup(scenario.spec, 0)
     learner.fit_task(scenario[0].for_training())
     assert learner.predict(scenario[0].x_test[:4], task_id=0).shape == (4, scenario.n_outputs)
+
+
+def test_forward_substitution_solves_the_unit_lower_systems_as_lapack_does():
+    """The compiled path's written-out solve: a system shared by the memories (L with one memory)
+    and one per memory, chunks of the two default sizes."""
+    g = torch.Generator().manual_seed(0)
+    for lower_shape, rhs_shape in (((2, 3, 1, 8, 8), (2, 3, 5, 8, 7)), ((2, 3, 5, 4, 4), (2, 3, 5, 4, 6))):
+        lower = torch.randn(*lower_shape, generator=g, dtype=torch.float64).tril(-1)
+        rhs = torch.randn(*rhs_shape, generator=g, dtype=torch.float64)
+        expected = torch.linalg.solve_triangular(lower.expand(*rhs_shape[:3], *lower_shape[-2:]), rhs,
+                                                 upper=False, unitriangular=True)
+        torch.testing.assert_close(forward_substitution(lower, rhs), expected, rtol=1e-10, atol=1e-10)
 
 
 # -- compile ------------------------------------------------------------------------------------

@@ -86,10 +86,24 @@ def chunk_tables(eta: torch.Tensor, log_alpha: torch.Tensor, beta: float):
     return P.unsqueeze(2), (P[..., 1:] @ const["powers"]).unsqueeze(2), R.unsqueeze(2)
 
 
+def forward_substitution(lower: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """X with (I + L) X = rhs, row by row (X_i = rhs_i − Σ_{j<i} L_ij X_j), for torch.compile: a
+    chunk has a few rows, and written out the solve fuses with the operations around it, where
+    inductor calls the library's triangular solve as an external kernel and materialises its
+    inputs and outputs (the default compiled Hope step: 35.6 ms instead of 42.4)."""
+    rows = [rhs[..., 0, :]]
+    for i in range(1, rhs.shape[-2]):
+        done = torch.stack(rows, -2)                                   # (..., i, O)
+        rows.append(rhs[..., i, :] - (lower[..., i, :i].unsqueeze(-1) * done).sum(-2))
+    return torch.stack(rows, -2)
+
+
 def unit_lower_solve(lower: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     """X with (I + L) X = rhs for strictly lower-triangular L (B, H, 1|M, C, C), rhs (B, H, M, C, O).
     A system shared by the memories (L with one memory) is solved once for all of them."""
     B, H, n_mem, n, width = rhs.shape
+    if _compiling():
+        return forward_substitution(lower, rhs)
     if lower.shape[2] == 1 and n_mem > 1:
         stacked = rhs.transpose(2, 3).reshape(B, H, 1, n, n_mem * width)
         x = torch.linalg.solve_triangular(lower, stacked, upper=False, unitriangular=True)
