@@ -33,7 +33,8 @@ class MLP(nn.Sequential):
     layers are called as nn.Sequential calls them, so the hooks run.
 
     `linear_function` computes the linear layers: `F.linear`, or `clbench.onednn.linear` where a
-    learner asks for `linear_kernel = "onednn"`."""
+    learner asks for `linear_kernel = "onednn"` (not where hooks make the layers run as modules,
+    as in iCaRL's feature extraction: there nn.Linear computes them)."""
 
     linear_function = staticmethod(F.linear)
 
