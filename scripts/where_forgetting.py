@@ -24,6 +24,7 @@ import torch
 
 from clbench.results import read_run
 from clbench.rollback import max_difference, replay_with_snapshots, rollback_table
+from clbench.verify import environment_changes
 
 
 def main() -> None:
@@ -45,8 +46,11 @@ def main() -> None:
     diff = max_difference(replayed.rows, stored)
     print(f"replay vs stored accuracy matrix: largest difference {100 * diff:.2f} points")
     if diff > options.tolerance and not options.force:
+        moved = environment_changes(record)
+        why = (f"; it was recorded with {', '.join(moved)}, which can round differently, so this machine "
+               f"trains another trajectory" if moved else "")
         sys.exit(f"error: the replay does not reproduce {options.run} (difference {diff:.4f} > --tolerance "
-                 f"{options.tolerance}); --force reports anyway")
+                 f"{options.tolerance}){why}; --force reports on this machine's replay anyway")
     table = rollback_table(replayed)
     by_group: dict[str, list[dict]] = {}
     for row in table:
