@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from clbench import onednn
-from clbench.onednn import KERNELS
+from clbench.learner import LINEAR_KERNELS
 from clbench.optim import build_optimizer
 from clbench.learners.avalanche.adapter import UnitMaskedCrossEntropy
 from clbench.learners.ewc import EWC
@@ -314,7 +314,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     parser.add_argument("--profile", metavar="METHOD", help="instead of timing: where each framework's time goes "
                         "for METHOD on the first scenario")
-    parser.add_argument("--linear-kernel", choices=KERNELS, default="default",
+    parser.add_argument("--linear-kernel", choices=LINEAR_KERNELS, default="default",
                         help="clbench's `linear_kernel` (and the hand-written loop's); Avalanche keeps F.linear")
     parser.add_argument("--child", nargs=5, metavar=("FRAMEWORK", "METHOD", "SCENARIO", "SEED", "KERNEL"),
                         help=argparse.SUPPRESS)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, ClassVar, Iterator, Protocol, runtime_checkabl
 from clbench.errors import UsageError
 from clbench.gradients import QuadraticPenalty, add_to_gradients
 from clbench.lazy import lazy_import
-from clbench.onednn import KERNELS
 from clbench.optim import build_optimizer, clear_gradients, optimizer_step
 from clbench.progress import report_step
 from clbench.units import OutputUnits
@@ -82,6 +81,11 @@ def check_training_fields(learner) -> None:
                          f"none), got {','.join(map(str, learner.widths))}")
 
 
+# `linear_kernel`: "onednn" sends the MLP's linear layers through oneDNN (clbench.onednn, imported
+# only when chosen: importing it imports torch, which planning a suite must not)
+LINEAR_KERNELS = ("default", "onednn")
+
+
 class DivergenceError(RuntimeError):
     """The training loss became NaN or infinite."""
 
@@ -124,8 +128,8 @@ class SGDLearner(TrainingFields):
 
     def __post_init__(self) -> None:
         check_training_fields(self)
-        if self.linear_kernel not in KERNELS:
-            raise UsageError(f"linear_kernel must be one of {', '.join(KERNELS)}, got {self.linear_kernel!r}")
+        if self.linear_kernel not in LINEAR_KERNELS:
+            raise UsageError(f"linear_kernel must be one of {', '.join(LINEAR_KERNELS)}, got {self.linear_kernel!r}")
 
     # -- state -------------------------------------------------------------------------------
     def setup(self, spec: ScenarioSpec, seed: int) -> None:

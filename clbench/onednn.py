@@ -21,7 +21,6 @@ F = lazy_import("torch.nn.functional")
 # (which includes the 32-row first layer, 2.5 M), 0.62 from 4 M; A-GEM (reference batches of 256)
 # 2.52, 2.21 and 2.09.
 SMALL = 4_000_000
-KERNELS = ("default", "onednn")
 
 
 def linear(x, weight, bias=None):
