@@ -35,9 +35,9 @@ def linear(x, weight, bias=None):
     return _OneDNNLinear.apply(x, weight, bias)
 
 
-def _product(a, b_transposed):
-    """a @ b_transposedᵀ through oneDNN (strided views are read as they are, not copied)."""
-    return torch.ops.mkldnn._linear_pointwise(a, b_transposed, None, "none", [], "")
+def _product(a, b_transposed, bias=None):
+    """a @ b_transposedᵀ (+ bias) through oneDNN (strided views are read as they are, not copied)."""
+    return torch.ops.mkldnn._linear_pointwise(a, b_transposed, bias, "none", [], "")
 
 
 class _OneDNNLinear(torch.autograd.Function):
@@ -47,7 +47,7 @@ class _OneDNNLinear(torch.autograd.Function):
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        return _product(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad):

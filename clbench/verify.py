@@ -174,6 +174,7 @@ def rerun(label: str, runs: Sequence[StoredRun], currents: Sequence[dict[str, An
         return verdict("elsewhere", f"{detail}; recorded with {', '.join(changes)}")
     return verdict("differs", detail)
 
+
 def final_means(runs: Sequence[StoredRun], fresh: Sequence[np.ndarray]) -> str:
     """"final acc 48.75 recorded, 50.39 now, Welch p = 0.44" over the seeds of one group."""
     from clbench import metrics

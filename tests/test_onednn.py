@@ -49,7 +49,7 @@ def test_small_products_and_per_sample_gradients_keep_f_linear():
 
 
 def _learner(**fields):
-    learner = Finetune(device="cpu", **fields)
+    learner = Finetune(**{"device": "cpu", **fields})
     learner.setup(ScenarioSpec(n_tasks=2, n_outputs=10, input_shape=(1, 28, 28), protocol="class_il"), 0)
     return learner
 
@@ -76,8 +76,7 @@ def test_the_onednn_kernel_refuses_what_it_cannot_run(monkeypatch):
     with pytest.raises(UsageError, match="MLP backbones"):
         _learner(linear_kernel="onednn", backbone="convnet")
     with pytest.raises(UsageError, match="runs on the CPU"):
-        Finetune(device="cuda", linear_kernel="onednn").setup(
-            ScenarioSpec(n_tasks=2, n_outputs=10, input_shape=(1, 28, 28), protocol="class_il"), 0)
+        _learner(device="cuda", linear_kernel="onednn")
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
     with pytest.raises(UsageError, match="built without oneDNN"):
         _learner(linear_kernel="onednn")

@@ -101,9 +101,9 @@ def forward_substitution(lower: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor
 def unit_lower_solve(lower: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     """X with (I + L) X = rhs for strictly lower-triangular L (B, H, 1|M, C, C), rhs (B, H, M, C, O).
     A system shared by the memories (L with one memory) is solved once for all of them."""
-    B, H, n_mem, n, width = rhs.shape
     if _compiling():
         return forward_substitution(lower, rhs)
+    B, H, n_mem, n, width = rhs.shape
     if lower.shape[2] == 1 and n_mem > 1:
         stacked = rhs.transpose(2, 3).reshape(B, H, 1, n, n_mem * width)
         x = torch.linalg.solve_triangular(lower, stacked, upper=False, unitriangular=True)
