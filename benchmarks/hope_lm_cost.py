@@ -9,11 +9,14 @@ Variants of Hope-LM can be timed beside it with --set (repeatable, key=value as 
 
     python benchmarks/hope_lm_cost.py                  # default sizes, 1 thread
     python benchmarks/hope_lm_cost.py --batch 4 --steps 1 --repeats 2 --set first_order=true
+    python benchmarks/hope_lm_cost.py --set fast_weights=explicit   # the memories as matrices
     python benchmarks/hope_lm_cost.py --batch 4 --count-ops --set context_periods=   # no timing: operations per step
 
 `--count-ops` counts the tensor operations (forward and backward) one training step dispatches,
-for hope-lm and the Transformer: a load-independent measure of where the time goes, since at
-these sizes a step's time is mostly per-operation overhead.
+and the floating-point operations of its matrix products and attention (torch.utils.flop_counter), for hope-lm
+and the Transformer: load-independent measures of where the time goes. At these sizes much of a
+step's time is per-operation overhead; the FLOP ratio is what no implementation can go below
+without running faster per FLOP than the Transformer does.
 """
 from __future__ import annotations
 
@@ -51,9 +54,23 @@ def transformer_seconds(task, spec, fields: dict, steps: int) -> float:
     return time.process_time() - start
 
 
-def operations_per_step(learner, x, y) -> int:
-    """Tensor operations (aten calls, forward and backward) of one training step, after a warm-up step."""
+def count_cpu_attention_flops() -> None:
+    """Teach torch's FLOP counter the CPU kernels of scaled-dot-product attention (it knows the
+    CUDA ones only), with its own formulas, so that the Transformer's attention is counted."""
+    from torch.utils import flop_counter as fc
+
+    aten = torch.ops.aten
+    forward, backward = aten._scaled_dot_product_flash_attention_for_cpu, aten._scaled_dot_product_flash_attention_for_cpu_backward
+    if forward not in fc.flop_registry:
+        fc.register_flop_formula(forward)(lambda q, k, v, *args, **kwargs: fc.sdpa_flop_count(q, k, v))
+        fc.register_flop_formula(backward)(lambda grad, q, k, v, *args, **kwargs: fc.sdpa_backward_flop_count(grad, q, k, v))
+
+
+def operations_per_step(learner, x, y) -> tuple[int, int]:
+    """Tensor operations (aten calls, forward and backward) and matrix-product FLOPs of one training
+    step, after a warm-up step."""
     from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import FlopCounterMode
 
     class Counter(TorchDispatchMode):
         calls = 0
@@ -66,7 +83,10 @@ def operations_per_step(learner, x, y) -> int:
     step()
     with Counter():
         step()
-    return Counter.calls
+    count_cpu_attention_flops()
+    with FlopCounterMode(display=False) as flops:
+        step()
+    return Counter.calls, flops.get_total_flops()
 
 
 def main() -> None:
@@ -91,9 +111,12 @@ def main() -> None:
     count = lambda model: sum(p.numel() for p in model.parameters())
     if args.count_ops:
         x, y = task.x_train[:probe.batch_size], task.y_train[:probe.batch_size]
-        h, t = operations_per_step(probe, x, y), operations_per_step(t_probe, x, y)
+        (h, h_flops), (t, t_flops) = operations_per_step(probe, x, y), operations_per_step(t_probe, x, y)
+        tokens = probe.batch_size * spec.input_shape[0]
         print(f"batch {probe.batch_size} x context {spec.input_shape[0]}; hope-lm fields {hope_fields}")
         print(f"tensor operations per training step: hope-lm {h:,}, transformer {t:,} ({h / t:.0f}x)")
+        print(f"matrix-product and attention FLOPs per training token: hope-lm {h_flops / tokens / 1e6:.2f} M, "
+              f"transformer {t_flops / tokens / 1e6:.2f} M ({h_flops / t_flops:.1f}x)")
         return
     transformer_seconds(task, spec, t_fields, 2)     # warm-up
     hope, trans = [], []

@@ -131,7 +131,7 @@ def test_chunked_memory_equals_the_reference_loop(chunk_mem, chunk_other):
 @pytest.mark.parametrize("fields", [
     dict(inner_optimizer="gd"), dict(momentum=0.0), dict(retention=False), dict(hidden_decay="alpha"),
     dict(inner_objective="dot"), dict(adaptive_k=False, adaptive_v=False), dict(adaptive_q=True),
-    dict(first_order=True),
+    dict(first_order=True), dict(fast_weights="explicit"), dict(fast_weights="explicit", first_order=True),
 ])
 def test_every_inner_variant_equals_the_reference_loop(fields):
     mod = _random_titans(chunk_mem=2, chunk_other=3, **fields)
@@ -250,6 +250,26 @@ def test_first_order_changes_gradients_not_values():
     F.cross_entropy(first(x), y).backward()
     a, b = full.blocks[0].mixer.proj_in0.grad, first.blocks[0].mixer.proj_in0.grad
     assert not torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_explicit_fast_weights_give_the_dual_forms_values_and_gradients(first_order):
+    """The explicit matrices are the dual form's factors multiplied out: the same reads and the
+    same gradients to every meta parameter (full unroll and first order), in float64."""
+    grads = {}
+    for form in ("dual", "explicit"):
+        torch.manual_seed(0)
+        mod = SelfModTitans(tiny(chunk_mem=2, chunk_other=3, first_order=first_order, fast_weights=form)).double()
+        x = torch.randn(2, 9, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        out = mod.read(x)
+        (out ** 2).sum().backward()
+        grads[form] = (out.detach(), {n: p.grad for n, p in mod.named_parameters()})
+    (dual_out, dual), (explicit_out, explicit) = grads["dual"], grads["explicit"]
+    assert torch.allclose(dual_out, explicit_out, rtol=1e-10, atol=1e-12)
+    read_only = {"gate.weight", "out_norm.weight", "out.weight"}      # the output gate is outside `read`
+    assert {n for n, g in dual.items() if g is None} == {n for n, g in explicit.items() if g is None} == read_only
+    for name, g in dual.items():
+        assert name in read_only or torch.allclose(g, explicit[name], rtol=1e-9, atol=1e-12), name
 
 
 # -- no leaks -------------------------------------------------------------------------------------
@@ -478,6 +498,8 @@ def test_compile_is_recorded_only_when_set():
     scenario = {"builder": "split", "dataset": "digits", "n_tasks": 5, "protocol": "task_il"}
     eager, compiled = (resolve(scenario, "hope", overrides, 0) for overrides in ({}, {"compile": True}))
     assert eager != compiled and "compile" not in eager["learner"]["fields"]
+    assert "fast_weights" not in field_values(Hope()) and "fast_weights" not in eager["learner"]["fields"]
+    assert resolve(scenario, "hope", {"fast_weights": "explicit"}, 0)["learner"]["fields"]["fast_weights"] == "explicit"
 
 
 def test_compile_without_a_cpp_compiler_is_a_usage_error(monkeypatch):

@@ -112,6 +112,29 @@ def test_persistent_level_steps_exactly_every_period(stream) -> None:
     assert changed_at == [3, 6]
 
 
+def test_a_carried_state_is_multiplied_out_at_each_sequence_boundary(stream) -> None:
+    """The dual form keeps a row per token written; a state carried across windows would grow
+    with every window, so at a boundary the memories become explicit matrices, which read the
+    next window as the rows did."""
+    learner = make(stream, unit=8, chunk_mem=4, chunk_other=8, context_periods=(8, 16), carry=True)
+    x = stream[0].x_train
+    for i in range(2):
+        learner.train_step(x[4 * i:4 * i + 4], stream[0].y_train[4 * i:4 * i + 4])
+        mixer = learner.state_["blocks"][0]["mixer"]
+        layers = [layer for memories in (mixer["proj"], mixer["mem"]) for layer in (memories.w_in, memories.w_out)]
+        assert all(layer.rows is None and layer.w is not None for layer in layers)
+    model = learner.model_
+    with torch.no_grad():
+        state = model.start(4)
+        for t in range(0, 32, 8):
+            model.forward_unit(x[:4, t:t + 8], state, final=False)
+        kept, boundary = detached(state, leaves=True), detached(state, leaves=True, boundary=True)
+        assert kept["blocks"][0]["mixer"]["mem"].w_in.rows.shape[-2] == 32                 # a row per token written
+        reads = [torch.cat([model.forward_unit(x[4:8, t:t + 8], s, final=False) for t in range(0, 32, 8)], 1)
+                 for s in (kept, boundary)]
+    assert torch.allclose(*reads, atol=1e-5)
+
+
 @pytest.mark.parametrize("first_order", [False, True])
 def test_every_initial_state_and_read_out_gets_gradient(stream, first_order: bool) -> None:
     learner = make(stream, unit=8, chunk_mem=4, chunk_other=8, context_periods=(8, 16), first_order=first_order)
@@ -122,9 +145,10 @@ def test_every_initial_state_and_read_out_gets_gradient(stream, first_order: boo
     assert dead == []
 
 
-@pytest.mark.parametrize("cls", [HopeLM, HopeAttentionLM, TitansLM, GatedDeltaLM])
-def test_variants_train_and_predict(stream, cls) -> None:
-    learner = cls(**TINY)
+@pytest.mark.parametrize(("cls", "fields"), [(HopeLM, {}), (HopeAttentionLM, {}), (TitansLM, {}), (GatedDeltaLM, {}),
+                                             (HopeLM, {"fast_weights": "explicit", "carry": True})])
+def test_variants_train_and_predict(stream, cls, fields) -> None:
+    learner = cls(**TINY, **fields)
     learner.setup(stream.spec, 0)
     loss = learner.train_step(*batch(stream, 4))
     assert torch.isfinite(loss)

@@ -33,7 +33,7 @@ PREDICT_SLICE = 256            # examples per forward pass in `predict` (each ho
 CHOICES = {"mixer": ("selfmod", "attention"), "inner_optimizer": ("dgd", "gd"),
            "inner_objective": ("l2", "dot"), "hidden_decay": ("dgd", "alpha"),
            "input_kind": ("auto", "image", "vector", "tokens"), "cms_reduce": ("mean", "sum"),
-           "memory_width": ("head", "full"),
+           "memory_width": ("head", "full"), "fast_weights": ("dual", "explicit"),
            "period_unit": ("steps", "examples")}
 
 
@@ -96,6 +96,8 @@ class Hope:
     adaptive_q: bool = False         # q from a memory M_q too (extension; the paper keeps q static)
     first_order: bool = False        # inner writes see detached states (no back-prop through the unroll)
     memorize: bool = True            # False: memories stay at their initial states (diagnostic)
+    fast_weights: str = "dual"       # memories' per-example weights: "dual" (factors, O(t) a read: short inputs) or
+                                     # "explicit" (matrices, O(1) a read: long sequences); same values, other rounding
     # streaming levels (docs/hope.md)
     levels: tuple[int, ...] = (1, 4, 16, 64)                      # update period of each level (period_unit)
     period_unit: str = "steps"       # unit of `levels`: minibatch "steps", or training "examples" (a whole
@@ -112,9 +114,9 @@ class Hope:
     device: str = "auto"             # "auto" (CUDA if present), "cpu", "cuda", ...
     compile: bool = False            # run the network through torch.compile (see `compile_network`)
 
-    # `compile` came after runs were recorded without it: its default (eager) is left out of the
-    # resolved config, so those runs keep their ids (clbench.fields.field_values)
-    recorded_if_set: ClassVar[tuple[str, ...]] = ("compile",)
+    # `compile` and `fast_weights` came after runs were recorded without them: their defaults are
+    # left out of the resolved config, so those runs keep their ids (clbench.fields.field_values)
+    recorded_if_set: ClassVar[tuple[str, ...]] = ("compile", "fast_weights")
 
     def __post_init__(self) -> None:
         self.levels, self.level_lrs = tuple(self.levels), tuple(self.level_lrs)

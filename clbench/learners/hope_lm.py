@@ -155,7 +155,7 @@ class HopeLM(Hope):
         state = self.state_ if self.carry and self.state_ is not None else self.model_.start(len(x))
         loss = self.outer_step(self.read(x, y, state, outer=True, final=not self.carry)[0], "hope-lm's")
         if self.carry:
-            self.state_ = detached(state, leaves=True)
+            self.state_ = detached(state, leaves=True, boundary=True)
         return loss
 
     # -- training ----------------------------------------------------------------------------
@@ -191,6 +191,8 @@ class HopeLM(Hope):
         """Next-byte logits (N, T, 256). Each sequence's fast state learns inside it exactly as in
         training (a scratch copy: no parameter, accumulator or optimiser state is touched); with
         `carry`, the windows are read in order as up to `batch_size` streams."""
+        from clbench.learners.hope_lm_modules import detached
+
         memorize = self.memorize
         self.memorize = memorize and self.memorize_at_eval
         try:
@@ -208,6 +210,7 @@ class HopeLM(Hope):
                 logits = torch.empty(*x.shape, 256, device=x.device)
                 for i in range(order.shape[1]):
                     logits[order[:, i]] = torch.cat(self._read_eval(x[order[:, i]], state, final=False), 1)
+                    state.update(detached(state, leaves=True, boundary=True))
                 return logits
         finally:
             self.memorize = memorize

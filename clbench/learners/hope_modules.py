@@ -138,7 +138,7 @@ def momentum_rows(d, eta, beta: float):
 
 def chunk_write(w, s, a_hat, d, boundary_a, eta, tables, beta: float, decay: bool, first_order: bool = False):
     """One layer's fast weights after a chunk, in the closed form above, as explicit matrices
-    (the reference for `FastLayer`, which keeps the same state as factors).
+    (`FastLayer`'s explicit form, and the reference for its dual form, which keeps the same state as factors).
 
     w (B|1, H, M, O, I) is the boundary state W_b, s the momentum S_b (None for zero); â (B, H,
     1|M, C, I) the unit inputs; d (B, H, M, C, O) the gradient factors; `boundary_a` = W_b â_t
@@ -171,8 +171,8 @@ def _apply(w: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 class FastLayer:
-    """One layer of a group of memories through one batch of sequences, in the dual form: its
-    per-example fast weights are never formed. The state is kept as
+    """One layer of a group of memories through one batch of sequences. By default in the dual form,
+    where its per-example fast weights are never formed. The state is kept as
 
         W = c · W_0 + c' · sg(W_0) + Pᵀ A + Dᵀ sg(A),        S = Σᵀ sg?(A)
 
@@ -182,15 +182,23 @@ class FastLayer:
     shared matrix product and two small Gram matrices: W z = c W_0 z + (z Aᵀ) P + ... A chunk's
     write rescales the coefficients and appends the chunk's rows (`chunk_left`). D, c' and the
     detached momentum serve `first_order` (the boundary state enters each write detached); they
-    stay empty otherwise, and the values equal the explicit form's (`chunk_write`) exactly."""
+    stay empty otherwise, and the values equal the explicit form's (`chunk_write`) exactly.
 
-    def __init__(self, w0: torch.Tensor, first_order: bool):
-        self.w0, self.first_order = w0, first_order
+    A read of the dual form costs O(t) per token, so a sequence costs O(T²): cheapest while t is
+    below about I·O/(I+O) rows, as in the classifier's 16 tokens. With `explicit` the layer keeps W
+    and S as per-example matrices (B, H, M, O, I) written by `chunk_write`, O(1) per token: the
+    cheaper form for a language model's long sequences (same values, other rounding)."""
+
+    def __init__(self, w0: torch.Tensor, first_order: bool, explicit: bool = False):
+        self.w0, self.first_order, self.explicit = w0, first_order, explicit
         self.c = self.c_dead = None            # None: c = 1, c' = 0
         self.rows = self.P = self.D = self.S = None
+        self.w = self.s = None                 # explicit: W and S per example (B, H, M, O, I); None: W_0, 0
 
     def apply(self, z: torch.Tensor, fixed: bool = False) -> torch.Tensor:
         """z Wᵀ, z (B, H, 1|M, C, I) -> (B, H, M, C, O); with `fixed`, W is seen detached."""
+        if self.w is not None:
+            return small_mm(z, (self.w.detach() if fixed else self.w).transpose(-1, -2))
         if fixed:
             out = _apply(self.w0.detach(), z)
             scale = self._total_c()
@@ -213,6 +221,8 @@ class FastLayer:
 
     def times(self, e: torch.Tensor) -> torch.Tensor:
         """e W for row vectors e (B, H, M, C, O) -> (B, H, M, C, I) (W seen detached with first_order)."""
+        if self.w is not None:
+            return small_mm(e, self.w.detach() if self.first_order else self.w)
         w0 = self.w0.detach() if self.first_order else self.w0
         out = torch.einsum("bhmco,hmoi->bhmci", e, w0)
         scale = self._total_c() if self.first_order else self.c
@@ -226,13 +236,31 @@ class FastLayer:
                 out = out + small_mm(small_mm(e, self.P.transpose(-1, -2)), self.rows)
         return out
 
+    def collapsed(self) -> FastLayer:
+        """This layer's current weights, detached and in the explicit form (for a state carried
+        to the next sequence: the dual form's rows would grow with every sequence read)."""
+        layer = FastLayer(self.w0.detach(), self.first_order, explicit=True)
+        with torch.no_grad():
+            if self.w is not None:
+                layer.w, layer.s = self.w.clone(), None if self.s is None else self.s.clone()
+            elif self.rows is not None:
+                scale = self._total_c()
+                coef = self.P if self.D is None else self.P + self.D
+                layer.w = (layer.w0 if scale is None else scale * layer.w0) + coef.transpose(-1, -2) @ self.rows
+                layer.s = self.S.transpose(-1, -2) @ self.rows
+        return layer
+
     def _total_c(self):
         if self.c_dead is None:
             return self.c
         return self.c_dead + (1 if self.c is None else self.c)
 
     def write(self, a_hat, d, boundary_a, eta, tables, beta: float, decay: bool) -> None:
-        """One chunk's write (the closed form of `chunk_write`) applied to the factors."""
+        """One chunk's write: `chunk_write` on the explicit matrices, or its closed form applied to the factors."""
+        if self.explicit:
+            w = self.w0.unsqueeze(0) if self.w is None else self.w
+            self.w, self.s = chunk_write(w, self.s, a_hat, d, boundary_a, eta, tables, beta, decay, self.first_order)
+            return
         P, _, R = tables
         n = a_hat.shape[-2]
         carry, r = P[..., n, 0, None, None], R[..., n, None, None]                     # (B, H, 1, 1, 1)
@@ -276,10 +304,12 @@ class Memories:
     """A group of M memories `M(z) = z + W_out silu(W_in z)` sharing a chunk size, through one
     batch of sequences: per-example fast weights W_in (m × h) and W_out (h × m) per head and
     memory, and their momenta, starting from the meta-learned initial states (H, M, ·, ·), kept
-    in the dual form (`FastLayer`)."""
+    in the form `cfg.fast_weights` names (`FastLayer`)."""
 
     def __init__(self, w_in0, w_out0, cfg: Any):
-        self.w_in, self.w_out = FastLayer(w_in0, cfg.first_order), FastLayer(w_out0, cfg.first_order)
+        explicit = cfg.fast_weights == "explicit"
+        self.w_in = FastLayer(w_in0, cfg.first_order, explicit)
+        self.w_out = FastLayer(w_out0, cfg.first_order, explicit)
         self.cfg = cfg
 
     def forward(self, z, fixed: bool = False):
