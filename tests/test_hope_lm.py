@@ -99,6 +99,45 @@ def test_in_context_level_steps_every_period_with_the_sum_of_its_gradients(strea
     assert all(buf is None for block in state["buffers"] for buf in block[1])   # the buffer was emptied
 
 
+def test_a_training_read_takes_one_inner_backward_per_level_step(stream, monkeypatch) -> None:
+    """In training a level's weights are fixed between its steps, so it steps by −lr·∂(Σ loss of
+    its units)/∂W, taken in one backward pass when its period comes (not one per unit); a level
+    whose period cannot come before a final read ends takes no gradient at all."""
+    learner = make(stream, unit=8, chunk_mem=4, chunk_other=8, context_periods=(16, 32), context_lr=0.5)
+    x, y = batch(stream)
+    model = learner.model_
+    reference, losses = model.start(len(x)), []
+    for t in (0, 8):
+        logits = model.forward_unit(x[:, t:t + 8], reference, final=False)
+        losses.append(F.cross_entropy(logits.flatten(0, 1), y[:, t:t + 8].flatten(), reduction="none")
+                      .view(len(x), -1).mean(1).sum())
+    w0 = [w.detach().clone() for w in fast_tensors(reference, 0)]
+    both = torch.autograd.grad(losses[0] + losses[1], fast_tensors(reference, 0), retain_graph=True)
+    only_last = torch.autograd.grad(losses[1], fast_tensors(reference, 0))
+    calls, grad = [], torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *args, **kwargs: calls.append(1) or grad(*args, **kwargs))
+    state = model.start(len(x))
+    learner.read(x, y, state, outer=True, final=True)        # 4 units: level 1 steps at 16; 32 is the end
+    assert len(calls) == 1
+    stepped = [w.detach() for w in fast_tensors(state, 0)]
+    assert all(torch.allclose(new, w - 0.5 * g, atol=1e-5) for new, w, g in zip(stepped, w0, both))
+    assert not all(torch.allclose(new, w - 0.5 * g, atol=1e-5) for new, w, g in zip(stepped, w0, only_last))
+
+
+def test_a_carried_sequence_hands_its_unstepped_gradients_to_the_next(stream) -> None:
+    """With carry, a level whose period spans two windows (64 bytes of 32) buffers the first
+    window's gradient when that window's graph ends, and steps at the end of the second."""
+    learner = make(stream, unit=8, chunk_mem=4, chunk_other=8, context_periods=(8, 64), carry=True)
+    x, y = stream[0].x_train, stream[0].y_train
+    w0 = [w.detach().clone() for w in fast_tensors(learner.model_.start(4), 1)]
+    learner.train_step(x[:4], y[:4])
+    assert all(buf is not None and buf.abs().max() > 0 for block in learner.state_["buffers"] for buf in block[1])
+    assert all(torch.equal(w, start) for w, start in zip(fast_tensors(learner.state_, 1), w0))
+    learner.train_step(x[4:8], y[4:8])
+    assert all(buf is None for block in learner.state_["buffers"] for buf in block[1])
+    assert any(not torch.equal(w, start) for w, start in zip(fast_tensors(learner.state_, 1), w0))
+
+
 def test_persistent_level_steps_exactly_every_period(stream) -> None:
     learner = make(stream, cms_levels=3, context_periods=(16,), levels=(1, 1, 3), level_lrs=(1e-3, 1e-3, 1e-2))
     x, y = batch(stream, 4)

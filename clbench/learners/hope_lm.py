@@ -107,12 +107,18 @@ class HopeLM(Hope):
         """Read sequences x (B, T) unit by unit from `state`, updating the in-context levels as
         their periods come. Returns the mean next-byte loss (with its graph when `outer`) and the
         logits of every unit. `final`: the state is not read again (the last unit's update is skipped)."""
-        from clbench.learners.hope_lm_modules import detached, fast_tensors
+        from clbench.learners.hope_lm_modules import detached
 
         model, B, T = self.model_, x.shape[0], x.shape[1]
         n_context = model.n_context if self.memorize else 0
         total, logits_all = 0.0, []
         starts = list(range(0, T, self.unit))
+        # a final read learns nothing from its last unit: a level whose period does not come
+        # before then never steps, and its gradients would be thrown away
+        stop = state["position"] + T - (self.unit if final else 0)
+        stepping = [level for level in range(n_context) if not final
+                    or (state["position"] // self.context_periods[level] + 1) * self.context_periods[level] <= stop]
+        pending: dict[int, Any] = dict.fromkeys(stepping)           # per level: the loss read since its last step
         for i, t0 in enumerate(starts):
             last = final and i == len(starts) - 1
             span = slice(t0, t0 + self.unit)
@@ -125,26 +131,44 @@ class HopeLM(Hope):
             total = total + per_seq.mean() * (n / T)
             logits_all.append(logits.detach())
             if n_context and not last:
-                weights = [w for level in range(n_context) for w in fast_tensors(state, level)]
-                grads = torch.autograd.grad(per_seq.sum(), weights, retain_graph=outer, allow_unused=True,
-                                            create_graph=outer and not self.first_order)
                 state["position"] += n
-                grads = iter(grads)
-                for level in range(n_context):
-                    due = state["position"] % self.context_periods[level] == 0
-                    for block, buffers in zip(state["fast"], state["buffers"]):
-                        for k in range(4):
-                            g = next(grads)
-                            g = torch.zeros_like(block[level][k]) if g is None else g
-                            buf = g if buffers[level][k] is None else buffers[level][k] + g
-                            if due:
-                                block[level][k] = block[level][k] - self.context_lr * buf
-                                buffers[level][k] = None
-                            else:
-                                buffers[level][k] = buf
+                if outer:
+                    # A level's weights stay fixed between its steps, so the sum of its units' gradients
+                    # is the gradient of their summed loss: one backward pass when the level steps (or
+                    # the sequence, and the graph with it, ends), not one per unit over a growing graph.
+                    unit_loss = per_seq.sum()
+                    for level in stepping:
+                        pending[level] = unit_loss if pending[level] is None else pending[level] + unit_loss
+                        if i == len(starts) - 1 or state["position"] % self.context_periods[level] == 0:
+                            self._learn_in_context(state, [level], pending[level], outer)
+                            pending[level] = None
+                elif stepping:                  # evaluation: the graph is cut after every unit (below)
+                    self._learn_in_context(state, stepping, per_seq.sum(), outer)
             if not outer:                       # evaluation: nothing flows back, keep the graph short
                 state.update(detached(state, leaves=True))
         return total, logits_all
+
+    def _learn_in_context(self, state: dict[str, Any], levels, loss: torch.Tensor, outer: bool) -> None:
+        """Add the gradient of `loss` for the fast weights of in-context `levels` to their buffers,
+        and step each level whose period has come at the state's position by `context_lr` times
+        its buffer. `outer`: the gradient keeps its graph (unless `first_order`), for the outer step."""
+        from clbench.learners.hope_lm_modules import fast_tensors
+
+        weights = [w for level in levels for w in fast_tensors(state, level)]
+        grads = iter(torch.autograd.grad(loss, weights, retain_graph=outer, allow_unused=True,
+                                         create_graph=outer and not self.first_order))
+        for level in levels:
+            due = state["position"] % self.context_periods[level] == 0
+            for block, buffers in zip(state["fast"], state["buffers"]):
+                for k in range(4):
+                    g = next(grads)
+                    g = torch.zeros_like(block[level][k]) if g is None else g
+                    buf = g if buffers[level][k] is None else buffers[level][k] + g
+                    if due:
+                        block[level][k] = block[level][k] - self.context_lr * buf
+                        buffers[level][k] = None
+                    else:
+                        buffers[level][k] = buf
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """One optimiser step on sequences x, y (B, T): the chunked forward with in-context
@@ -153,10 +177,10 @@ class HopeLM(Hope):
 
         x, y = x.to(self.device_), y.to(self.device_)
         state = self.state_ if self.carry and self.state_ is not None else self.model_.start(len(x))
-        loss = self.outer_step(self.read(x, y, state, outer=True, final=not self.carry)[0], "hope-lm's")
-        if self.carry:
+        loss = self.read(x, y, state, outer=True, final=not self.carry)[0]
+        if self.carry:                          # as the sequence left it, before the outer step moves the parameters
             self.state_ = detached(state, leaves=True, boundary=True)
-        return loss
+        return self.outer_step(loss, "hope-lm's")
 
     # -- training ----------------------------------------------------------------------------
     def fit_task(self, task: Task) -> None:

@@ -237,9 +237,10 @@ class FastLayer:
         return out
 
     def collapsed(self) -> FastLayer:
-        """This layer's current weights, detached and in the explicit form (for a state carried
-        to the next sequence: the dual form's rows would grow with every sequence read)."""
-        layer = FastLayer(self.w0.detach(), self.first_order, explicit=True)
+        """This layer's current weights, copied, detached and in the explicit form (for a state
+        carried to the next sequence: the dual form's rows would grow with every sequence read,
+        and its initial state is a view of a parameter that the outer step changes)."""
+        layer = FastLayer(self.w0.detach().clone(), self.first_order, explicit=True)
         with torch.no_grad():
             if self.w is not None:
                 layer.w, layer.s = self.w.clone(), None if self.s is None else self.s.clone()
