@@ -124,6 +124,23 @@ def test_a_training_read_takes_one_inner_backward_per_level_step(stream, monkeyp
     assert not all(torch.allclose(new, w - 0.5 * g, atol=1e-5) for new, w, g in zip(stepped, w0, only_last))
 
 
+def test_evaluation_learns_in_context_as_training_does(stream) -> None:
+    """Levels whose periods span units take the same gradients at evaluation as in training,
+    through the earlier units' memory writes too: evaluation cuts the graph only when no level
+    has a pending loss (cut after every unit, it would miss unit 1's writes). Evaluation's inner
+    gradients are constants, so the training side is `first_order`."""
+    learner = make(stream, unit=8, chunk_mem=4, chunk_other=8, context_periods=(16, 32), eta_max=0.05, first_order=True)
+    x, y = batch(stream)
+    after = []
+    for outer in (True, False):
+        state = learner.model_.start(len(x), detached=not outer)
+        learner.read(x, y, state, outer=outer, final=False)
+        after.append([w.detach() for level in range(2) for w in fast_tensors(state, level)])
+    start = [w.detach() for level in range(2) for w in fast_tensors(learner.model_.start(len(x)), level)]
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*after))
+    assert min((a - w).abs().max() for a, w in zip(after[0], start)) > 1e-4   # both levels stepped
+
+
 def test_a_carried_sequence_hands_its_unstepped_gradients_to_the_next(stream) -> None:
     """With carry, a level whose period spans two windows (64 bytes of 32) buffers the first
     window's gradient when that window's graph ends, and steps at the end of the second."""

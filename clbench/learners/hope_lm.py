@@ -113,12 +113,8 @@ class HopeLM(Hope):
         n_context = model.n_context if self.memorize else 0
         total, logits_all = 0.0, []
         starts = list(range(0, T, self.unit))
-        # a final read learns nothing from its last unit: a level whose period does not come
-        # before then never steps, and its gradients would be thrown away
-        stop = state["position"] + T - (self.unit if final else 0)
-        stepping = [level for level in range(n_context) if not final
-                    or (state["position"] // self.context_periods[level] + 1) * self.context_periods[level] <= stop]
-        pending: dict[int, Any] = dict.fromkeys(stepping)           # per level: the loss read since its last step
+        stop = state["position"] + T - (self.unit if final else 0)   # a final read learns nothing from its last unit
+        pending: list[Any] = [None] * n_context     # per level: the loss read since its last step
         for i, t0 in enumerate(starts):
             last = final and i == len(starts) - 1
             span = slice(t0, t0 + self.unit)
@@ -132,43 +128,44 @@ class HopeLM(Hope):
             logits_all.append(logits.detach())
             if n_context and not last:
                 state["position"] += n
-                if outer:
-                    # A level's weights stay fixed between its steps, so the sum of its units' gradients
-                    # is the gradient of their summed loss: one backward pass when the level steps (or
-                    # the sequence, and the graph with it, ends), not one per unit over a growing graph.
-                    unit_loss = per_seq.sum()
-                    for level in stepping:
+                # A level's weights stay fixed between its steps, so the sum of its units' gradients
+                # is the gradient of their summed loss: one backward pass when the level steps (or
+                # the sequence, and the graph with it, ends), not one per unit over a growing graph.
+                # A level that cannot step again before the read ends takes no gradient at all.
+                position, unit_loss = state["position"], per_seq.sum()
+                for level, period in enumerate(self.context_periods[:n_context]):
+                    if not final or -(-position // period) * period <= stop:
                         pending[level] = unit_loss if pending[level] is None else pending[level] + unit_loss
-                        if i == len(starts) - 1 or state["position"] % self.context_periods[level] == 0:
-                            self._learn_in_context(state, [level], pending[level], outer)
-                            pending[level] = None
-                elif stepping:                  # evaluation: the graph is cut after every unit (below)
-                    self._learn_in_context(state, stepping, per_seq.sum(), outer)
-            if not outer:                       # evaluation: nothing flows back, keep the graph short
-                state.update(detached(state, leaves=True))
+                for level, period in enumerate(self.context_periods[:n_context]):
+                    if pending[level] is not None and (i == len(starts) - 1 or position % period == 0):
+                        loss, pending[level] = pending[level], None
+                        self._learn_in_context(state, level, loss, outer, keep_graph=outer or any(
+                            other is not None for other in pending))
+            if not outer and all(loss is None for loss in pending):
+                state.update(detached(state, leaves=True))    # evaluation: nothing flows back, cut the graph
         return total, logits_all
 
-    def _learn_in_context(self, state: dict[str, Any], levels, loss: torch.Tensor, outer: bool) -> None:
-        """Add the gradient of `loss` for the fast weights of in-context `levels` to their buffers,
-        and step each level whose period has come at the state's position by `context_lr` times
-        its buffer. `outer`: the gradient keeps its graph (unless `first_order`), for the outer step."""
+    def _learn_in_context(self, state: dict[str, Any], level: int, loss: torch.Tensor, outer: bool,
+                          keep_graph: bool) -> None:
+        """Add the gradient of `loss` for in-context `level`'s fast weights to its buffers, and step
+        the level by `context_lr` times its buffer if its period has come at the state's position.
+        `outer`: the gradient keeps its graph (unless `first_order`), for the outer step;
+        `keep_graph`: the forward graph is run through again (by the outer step or another level)."""
         from clbench.learners.hope_lm_modules import fast_tensors
 
-        weights = [w for level in levels for w in fast_tensors(state, level)]
-        grads = iter(torch.autograd.grad(loss, weights, retain_graph=outer, allow_unused=True,
-                                         create_graph=outer and not self.first_order))
-        for level in levels:
-            due = state["position"] % self.context_periods[level] == 0
-            for block, buffers in zip(state["fast"], state["buffers"]):
-                for k in range(4):
-                    g = next(grads)
-                    g = torch.zeros_like(block[level][k]) if g is None else g
-                    buf = g if buffers[level][k] is None else buffers[level][k] + g
-                    if due:
-                        block[level][k] = block[level][k] - self.context_lr * buf
-                        buffers[level][k] = None
-                    else:
-                        buffers[level][k] = buf
+        grads = iter(torch.autograd.grad(loss, fast_tensors(state, level), retain_graph=keep_graph,
+                                         allow_unused=True, create_graph=outer and not self.first_order))
+        due = state["position"] % self.context_periods[level] == 0
+        for block, buffers in zip(state["fast"], state["buffers"]):
+            for k in range(4):
+                g = next(grads)
+                g = torch.zeros_like(block[level][k]) if g is None else g
+                buf = g if buffers[level][k] is None else buffers[level][k] + g
+                if due:
+                    block[level][k] = block[level][k] - self.context_lr * buf
+                    buffers[level][k] = None
+                else:
+                    buffers[level][k] = buf
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """One optimiser step on sequences x, y (B, T): the chunked forward with in-context
