@@ -168,11 +168,13 @@ def test_persistent_level_steps_exactly_every_period(stream) -> None:
     assert changed_at == [3, 6]
 
 
-def test_a_carried_state_is_multiplied_out_at_each_sequence_boundary(stream) -> None:
+@pytest.mark.parametrize("first_order", [False, True])
+def test_a_carried_state_is_multiplied_out_at_each_sequence_boundary(stream, first_order: bool) -> None:
     """The dual form keeps a row per token written; a state carried across windows would grow
     with every window, so at a boundary the memories become explicit matrices, which read the
     next window as the rows did."""
-    learner = make(stream, unit=8, chunk_mem=4, chunk_other=8, context_periods=(8, 16), carry=True)
+    learner = make(stream, unit=8, chunk_mem=4, chunk_other=8, context_periods=(8, 16), carry=True,
+                   first_order=first_order)
     x = stream[0].x_train
     for i in range(2):
         learner.train_step(x[4 * i:4 * i + 4], stream[0].y_train[4 * i:4 * i + 4])
