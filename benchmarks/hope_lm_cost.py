@@ -16,7 +16,8 @@ Variants of Hope-LM can be timed beside it with --set (repeatable, key=value as 
 and the floating-point operations of its matrix products and attention (torch.utils.flop_counter), for hope-lm
 and the Transformer: load-independent measures of where the time goes. At these sizes much of a
 step's time is per-operation overhead; the FLOP ratio is what no implementation can go below
-without running faster per FLOP than the Transformer does.
+without running faster per FLOP than the Transformer does. (Elementwise work and the memories'
+small triangular solves, which the counter has no formula for, are left out: the floor is low.)
 """
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ def test_no_future_leakage(stream, fields) -> None:
 
 def unit_grads(learner: HopeLM, x, y, state, level: int):
     """Inner gradient of one unit's next-byte loss (summed over sequences) at `state`."""
-    state = detached(state, leaves=True)
+    state = detached(state)
     logits = learner.model_.forward_unit(x, state, final=False)
     loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(len(x), -1).mean(1).sum()
     return torch.autograd.grad(loss, fast_tensors(state, level), allow_unused=True)
@@ -102,7 +102,8 @@ def test_in_context_level_steps_every_period_with_the_sum_of_its_gradients(strea
 def test_a_training_read_takes_one_inner_backward_per_level_step(stream, monkeypatch) -> None:
     """In training a level's weights are fixed between its steps, so it steps by −lr·∂(Σ loss of
     its units)/∂W, taken in one backward pass when its period comes (not one per unit); a level
-    whose period cannot come before a final read ends takes no gradient at all."""
+    whose period cannot come before a final read ends takes no gradient at all (a short last unit
+    included)."""
     learner = make(stream, unit=8, chunk_mem=4, chunk_other=8, context_periods=(16, 32), context_lr=0.5)
     x, y = batch(stream)
     model = learner.model_
@@ -118,6 +119,9 @@ def test_a_training_read_takes_one_inner_backward_per_level_step(stream, monkeyp
     monkeypatch.setattr(torch.autograd, "grad", lambda *args, **kwargs: calls.append(1) or grad(*args, **kwargs))
     state = model.start(len(x))
     learner.read(x, y, state, outer=True, final=True)        # 4 units: level 1 steps at 16; 32 is the end
+    assert len(calls) == 1
+    calls.clear()                            # 20 bytes: units of 8, 8 and 4; level 1 still steps at 16
+    learner.read(x[:, :20], y[:, :20], model.start(len(x)), outer=True, final=True)
     assert len(calls) == 1
     stepped = [w.detach() for w in fast_tensors(state, 0)]
     assert all(torch.allclose(new, w - 0.5 * g, atol=1e-5) for new, w, g in zip(stepped, w0, both))
@@ -186,7 +190,7 @@ def test_a_carried_state_is_multiplied_out_at_each_sequence_boundary(stream, fir
         state = model.start(4)
         for t in range(0, 32, 8):
             model.forward_unit(x[:4, t:t + 8], state, final=False)
-        kept, boundary = detached(state, leaves=True), detached(state, leaves=True, boundary=True)
+        kept, boundary = detached(state), detached(state, boundary=True)
         assert kept["blocks"][0]["mixer"]["mem"].w_in.rows.shape[-2] == 32                 # a row per token written
         reads = [torch.cat([model.forward_unit(x[4:8, t:t + 8], s, final=False) for t in range(0, 32, 8)], 1)
                  for s in (kept, boundary)]

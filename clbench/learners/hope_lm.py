@@ -113,7 +113,7 @@ class HopeLM(Hope):
         n_context = model.n_context if self.memorize else 0
         total, logits_all = 0.0, []
         starts = list(range(0, T, self.unit))
-        stop = state["position"] + T - (self.unit if final else 0)   # a final read learns nothing from its last unit
+        stop = state["position"] + (starts[-1] if final else T)   # a final read learns nothing from its last unit
         pending: list[Any] = [None] * n_context     # per level: the loss read since its last step
         for i, t0 in enumerate(starts):
             last = final and i == len(starts) - 1
@@ -124,37 +124,38 @@ class HopeLM(Hope):
             counted = (target >= 0).sum(1).clamp_min(1)             # -1: no target (end of an evaluation window)
             per_seq = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none",
                                       ignore_index=-1).view(B, n).sum(1) / counted
-            total = total + per_seq.mean() * (n / T)
+            total = total + (per_seq.mean() if outer else per_seq.mean().detach()) * (n / T)
             logits_all.append(logits.detach())
             if n_context and not last:
                 state["position"] += n
                 # A level's weights stay fixed between its steps, so the sum of its units' gradients
                 # is the gradient of their summed loss: one backward pass when the level steps (or
                 # the sequence, and the graph with it, ends), not one per unit over a growing graph.
-                # A level that cannot step again before the read ends takes no gradient at all.
-                position, unit_loss = state["position"], per_seq.sum()
+                # A level that cannot step again before a final read ends takes no gradient at all.
+                position, unit_loss, end = state["position"], per_seq.sum(), i == len(starts) - 1
                 for level, period in enumerate(self.context_periods[:n_context]):
                     if not final or -(-position // period) * period <= stop:
                         pending[level] = unit_loss if pending[level] is None else pending[level] + unit_loss
                 for level, period in enumerate(self.context_periods[:n_context]):
-                    if pending[level] is not None and (i == len(starts) - 1 or position % period == 0):
+                    if pending[level] is not None and (end or position % period == 0):
                         loss, pending[level] = pending[level], None
-                        self._learn_in_context(state, level, loss, outer, keep_graph=outer or any(
-                            other is not None for other in pending))
+                        # at the end of a read nothing it steps reaches the outer loss: no graph to keep
+                        self._learn_in_context(state, level, loss, differentiable=outer and not self.first_order
+                                               and not end, keep_graph=outer or any(p is not None for p in pending))
             if not outer and all(loss is None for loss in pending):
-                state.update(detached(state, leaves=True))    # evaluation: nothing flows back, cut the graph
+                state.update(detached(state))    # evaluation: nothing flows back, cut the graph
         return total, logits_all
 
-    def _learn_in_context(self, state: dict[str, Any], level: int, loss: torch.Tensor, outer: bool,
+    def _learn_in_context(self, state: dict[str, Any], level: int, loss: torch.Tensor, differentiable: bool,
                           keep_graph: bool) -> None:
         """Add the gradient of `loss` for in-context `level`'s fast weights to its buffers, and step
         the level by `context_lr` times its buffer if its period has come at the state's position.
-        `outer`: the gradient keeps its graph (unless `first_order`), for the outer step;
-        `keep_graph`: the forward graph is run through again (by the outer step or another level)."""
+        `differentiable`: the gradient gets a graph, for the outer step to differentiate (the full
+        unroll); `keep_graph`: the forward graph is run through again (by the outer step or another level)."""
         from clbench.learners.hope_lm_modules import fast_tensors
 
         grads = iter(torch.autograd.grad(loss, fast_tensors(state, level), retain_graph=keep_graph,
-                                         allow_unused=True, create_graph=outer and not self.first_order))
+                                         allow_unused=True, create_graph=differentiable))
         due = state["position"] % self.context_periods[level] == 0
         for block, buffers in zip(state["fast"], state["buffers"]):
             for k in range(4):
@@ -176,7 +177,7 @@ class HopeLM(Hope):
         state = self.state_ if self.carry and self.state_ is not None else self.model_.start(len(x))
         loss = self.read(x, y, state, outer=True, final=not self.carry)[0]
         if self.carry:                          # as the sequence left it, before the outer step moves the parameters
-            self.state_ = detached(state, leaves=True, boundary=True)
+            self.state_ = detached(state, boundary=True)
         return self.outer_step(loss, "hope-lm's")
 
     # -- training ----------------------------------------------------------------------------
@@ -209,9 +210,11 @@ class HopeLM(Hope):
 
     # -- evaluation --------------------------------------------------------------------------
     def predict(self, x: torch.Tensor, task_id: int | None = None) -> torch.Tensor:
-        """Next-byte logits (N, T, 256). Each sequence's fast state learns inside it exactly as in
-        training (a scratch copy: no parameter, accumulator or optimiser state is touched); with
-        `carry`, the windows are read in order as up to `batch_size` streams."""
+        """Next-byte logits (N, T, 256). Each sequence's fast state learns inside it as in training,
+        with the inner gradients as constants (as `first_order` trains), on a scratch copy: no
+        parameter, accumulator or optimiser state is touched. With `carry`, the windows are read in
+        order as up to `batch_size` streams. The graph of a sequence is kept while an in-context
+        level has a loss pending, so a period of many units holds that many units' activations."""
         from clbench.learners.hope_lm_modules import detached
 
         memorize = self.memorize
@@ -231,7 +234,7 @@ class HopeLM(Hope):
                 logits = torch.empty(*x.shape, 256, device=x.device)
                 for i in range(order.shape[1]):
                     logits[order[:, i]] = torch.cat(self._read_eval(x[order[:, i]], state, final=False), 1)
-                    state.update(detached(state, leaves=True, boundary=True))
+                    state.update(detached(state, boundary=True))
                 return logits
         finally:
             self.memorize = memorize

@@ -141,15 +141,15 @@ def fast_tensors(state: dict[str, Any], level: int) -> list[torch.Tensor]:
     return [w for block in state["fast"] for w in block[level]]
 
 
-def detached(state: dict[str, Any], leaves: bool, boundary: bool = False) -> dict[str, Any]:
-    """The state cut from the graph; `leaves`: fast weights become leaves that require gradients,
-    so the next unit or sequence can still take their inner gradients. `boundary`: the state is
-    carried to the next sequence: the memories leave the dual form, whose rows (one per token
-    written) would otherwise grow with every sequence read (a carried run's steps grew from 1.4 s to
-    8.1 s over its first 12 windows, batch 4), and every weight is a copy, not a view of a parameter."""
+def detached(state: dict[str, Any], boundary: bool = False) -> dict[str, Any]:
+    """The state cut from the graph, its fast weights leaves that require gradients, so the next
+    unit or sequence can still take their inner gradients. `boundary`: the state is carried to the
+    next sequence: the memories leave the dual form, whose rows (one per token written) would
+    otherwise grow with every sequence read (a carried run's steps grew from 1.4 s to 8.1 s over its
+    first 12 windows, batch 4), and every weight is a copy, not a view of a parameter. (An attention
+    mixer's cache still grows: Hope-Attention with carry attends to every earlier window.)"""
     out = _detach(state, collapse=boundary)
     if boundary:                  # a copy: a level that has not stepped still views its parameters,
         out["fast"] = [[[w.clone() for w in level] for level in block] for block in out["fast"]]  # which the outer step changes
-    if leaves:
-        out["fast"] = [[[w.requires_grad_(True) for w in level] for level in block] for block in out["fast"]]
+    out["fast"] = [[[w.requires_grad_(True) for w in level] for level in block] for block in out["fast"]]
     return out

@@ -240,7 +240,7 @@ class FastLayer:
         """This layer's current weights, copied, detached and in the explicit form (for a state
         carried to the next sequence: the dual form's rows would grow with every sequence read,
         and its initial state is a view of a parameter that the outer step changes)."""
-        layer = FastLayer(self.w0.detach().clone(), self.first_order, explicit=True)
+        layer = FastLayer(self.w0.detach().clone() if self.w is None else None, self.first_order, explicit=True)
         with torch.no_grad():
             if self.w is not None:
                 layer.w, layer.s = self.w.clone(), None if self.s is None else self.s.clone()
