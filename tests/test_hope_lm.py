@@ -208,7 +208,9 @@ def test_every_initial_state_and_read_out_gets_gradient(stream, first_order: boo
 
 
 @pytest.mark.parametrize(("cls", "fields"), [(HopeLM, {}), (HopeAttentionLM, {}), (TitansLM, {}), (GatedDeltaLM, {}),
-                                             (HopeLM, {"fast_weights": "explicit", "carry": True})])
+                                             (HopeLM, {"fast_weights": "explicit", "carry": True}),
+                                             (HopeLM, {"context_periods": (48, 16)}),   # slower level first
+                                             (HopeLM, {"context_periods": (16, 48), "carry": True})])
 def test_variants_train_and_predict(stream, cls, fields) -> None:
     learner = cls(**TINY, **fields)
     learner.setup(stream.spec, 0)
