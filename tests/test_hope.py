@@ -489,7 +489,7 @@ def test_forward_substitution_solves_the_unit_lower_systems_as_lapack_does():
 
 
 # -- compile ------------------------------------------------------------------------------------
-def test_compile_is_recorded_only_when_set():
+def test_compile_and_fast_weights_are_recorded_only_when_set():
     from clbench.configs import resolve
     from clbench.fields import field_values
 

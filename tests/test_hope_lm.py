@@ -64,12 +64,16 @@ def test_no_future_leakage(stream, fields) -> None:
         assert not torch.allclose(a[:, t + 1:], b[:, t + 1:], atol=1e-3)
 
 
+def unit_loss(learner: HopeLM, x, y, state):
+    """One unit's next-byte loss read from `state` (mean over bytes, summed over sequences)."""
+    logits = learner.model_.forward_unit(x, state, final=False)
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(len(x), -1).mean(1).sum()
+
+
 def unit_grads(learner: HopeLM, x, y, state, level: int):
     """Inner gradient of one unit's next-byte loss (summed over sequences) at `state`."""
     state = detached(state)
-    logits = learner.model_.forward_unit(x, state, final=False)
-    loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(len(x), -1).mean(1).sum()
-    return torch.autograd.grad(loss, fast_tensors(state, level), allow_unused=True)
+    return torch.autograd.grad(unit_loss(learner, x, y, state), fast_tensors(state, level), allow_unused=True)
 
 
 def test_in_context_level_steps_every_period_with_the_sum_of_its_gradients(stream) -> None:
@@ -107,11 +111,8 @@ def test_a_training_read_takes_one_inner_backward_per_level_step(stream, monkeyp
     learner = make(stream, unit=8, chunk_mem=4, chunk_other=8, context_periods=(16, 32), context_lr=0.5)
     x, y = batch(stream)
     model = learner.model_
-    reference, losses = model.start(len(x)), []
-    for t in (0, 8):
-        logits = model.forward_unit(x[:, t:t + 8], reference, final=False)
-        losses.append(F.cross_entropy(logits.flatten(0, 1), y[:, t:t + 8].flatten(), reduction="none")
-                      .view(len(x), -1).mean(1).sum())
+    reference = model.start(len(x))
+    losses = [unit_loss(learner, x[:, t:t + 8], y[:, t:t + 8], reference) for t in (0, 8)]
     w0 = [w.detach().clone() for w in fast_tensors(reference, 0)]
     both = torch.autograd.grad(losses[0] + losses[1], fast_tensors(reference, 0), retain_graph=True)
     only_last = torch.autograd.grad(losses[1], fast_tensors(reference, 0))

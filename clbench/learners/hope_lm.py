@@ -143,7 +143,8 @@ class HopeLM(Hope):
                         self._learn_in_context(state, level, loss, differentiable=outer and not self.first_order
                                                and not end, keep_graph=outer or any(p is not None for p in pending))
             if not outer and all(loss is None for loss in pending):
-                state.update(detached(state))    # evaluation: nothing flows back, cut the graph
+                # evaluation: nothing flows back, so cut the graph; a carried read's end is a boundary
+                state.update(detached(state, boundary=not final and i == len(starts) - 1))
         return total, logits_all
 
     def _learn_in_context(self, state: dict[str, Any], level: int, loss: torch.Tensor, differentiable: bool,
@@ -215,8 +216,6 @@ class HopeLM(Hope):
         parameter, accumulator or optimiser state is touched. With `carry`, the windows are read in
         order as up to `batch_size` streams. The graph of a sequence is kept while an in-context
         level has a loss pending, so a period of many units holds that many units' activations."""
-        from clbench.learners.hope_lm_modules import detached
-
         memorize = self.memorize
         self.memorize = memorize and self.memorize_at_eval
         try:
@@ -234,7 +233,6 @@ class HopeLM(Hope):
                 logits = torch.empty(*x.shape, 256, device=x.device)
                 for i in range(order.shape[1]):
                     logits[order[:, i]] = torch.cat(self._read_eval(x[order[:, i]], state, final=False), 1)
-                    state.update(detached(state, boundary=True))
                 return logits
         finally:
             self.memorize = memorize

@@ -149,7 +149,7 @@ def detached(state: dict[str, Any], boundary: bool = False) -> dict[str, Any]:
     first 12 windows, batch 4), and every weight is a copy, not a view of a parameter. (An attention
     mixer's cache still grows: Hope-Attention with carry attends to every earlier window.)"""
     out = _detach(state, collapse=boundary)
-    if boundary:                  # a copy: a level that has not stepped still views its parameters,
-        out["fast"] = [[[w.clone() for w in level] for level in block] for block in out["fast"]]  # which the outer step changes
-    out["fast"] = [[[w.requires_grad_(True) for w in level] for level in block] for block in out["fast"]]
+    # at a boundary a copy: a level that has not stepped still views its parameters, which the outer step changes
+    out["fast"] = [[[(w.clone() if boundary else w).requires_grad_(True) for w in level] for level in block]
+                   for block in out["fast"]]
     return out
