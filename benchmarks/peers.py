@@ -201,7 +201,8 @@ def hand_run(scenario, method: str, seed: int, epochs: int, kernel: str = "defau
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-        if method == "ewc":  # importance: mean over minibatches (data order) of squared minibatch gradients
+        if method == "ewc" and task is not scenario[-1]:  # the Fisher (none after the last task, as in clbench):
+            # the mean over minibatches (data order) of squared minibatch gradients
             squares = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
             starts = range(0, len(y), BATCH)
             for start in starts:

@@ -238,6 +238,13 @@ class SGDLearner(TrainingFields):
         """Hook for work after a task (a penalty, a buffer); frees the task's data by default."""
         del self.x_, self.y_
 
+    def later_tasks_follow(self, task: Task) -> bool:
+        """Whether work done at the end of `task` only for the tasks after it (EWC's Fisher, MAS's
+        importance) is needed: not after the stream's last task, whose consolidation no step would
+        read. A model with buffers (batch-norm statistics) still does it, since that work's forward
+        passes in training mode move the buffers that evaluation then uses."""
+        return task.task_id != self.spec_.last_task_id or next(self.model_.buffers(), None) is not None
+
     def batches(self, task: Task) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         """Shuffled minibatches (x, y, logit mask) of the current task as tensor slices."""
         for x, y in self.shuffled(self.x_, self.y_):

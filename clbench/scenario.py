@@ -35,6 +35,7 @@ class ScenarioSpec:
     n_outputs: int
     input_shape: tuple[int, ...]
     protocol: str
+    last_task_id: int | None = None  # the id of the stream's last task; None: unknown, so no task counts as last
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,7 +77,7 @@ class Scenario(Sequence):
     @property
     def spec(self) -> ScenarioSpec:
         return ScenarioSpec(len(self.tasks), self.n_outputs, tuple(self.tasks[0].x_train.shape[1:]),
-                            self.protocol)
+                            self.protocol, self.tasks[-1].task_id)
 
     def __len__(self) -> int:
         return len(self.tasks)

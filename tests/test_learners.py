@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from clbench import metrics
+from clbench.learner import SGDLearner
 from clbench.learners.ewc import EWC
 from clbench.learners.finetune import Finetune
 from clbench.learners.joint import Joint
+from clbench.learners.mas import MAS
 from clbench.learners.replay import Replay
 from clbench.registry import load_learner
 from clbench.runner import run
@@ -57,6 +59,45 @@ def test_ewc_penalty_equals_the_sum_of_quadratic_terms(online):
             expected = sum((f[n] * (params[n] - a[n]) ** 2).sum() for f, a in learner.record_ for n in params)
         assert expected > 0
         assert torch.allclose(learner.penalty(), expected, rtol=1e-3, atol=1e-7)
+
+
+@pytest.mark.parametrize("cls, estimate", [(EWC, "estimate_fisher"), (MAS, "estimate_importance")])
+def test_consolidation_after_the_last_task_is_skipped_and_changes_nothing(cls, estimate, monkeypatch):
+    """No task follows the last one, so its Fisher (importance) would never be read: it is not
+    estimated, and the accuracy matrix is the one of a run that estimates it."""
+    sc = small("class_il", n_tasks=3)
+    calls = []
+    original = getattr(cls, estimate)
+    monkeypatch.setattr(cls, estimate, lambda self: calls.append(len(self.x_)) or original(self))
+    skipping = run(sc, cls(epochs=1), seed=0).matrix
+    assert len(calls) == 2
+    calls.clear()
+    monkeypatch.setattr(SGDLearner, "later_tasks_follow", lambda self, task: True)
+    estimating = run(sc, cls(epochs=1), seed=0).matrix
+    assert len(calls) == 3
+    np.testing.assert_array_equal(skipping, estimating)
+    # a slice that starts later ends at its own last task, whatever that task's id
+    calls.clear()
+    monkeypatch.undo()
+    monkeypatch.setattr(cls, estimate, lambda self: calls.append(len(self.x_)) or original(self))
+    run(small("class_il", n_tasks=5)[2:4], cls(epochs=1), seed=0)
+    assert len(calls) == 1
+
+
+def test_consolidation_after_the_last_task_stays_for_a_model_with_batch_norm(monkeypatch):
+    """The importance passes move batch-norm statistics, which evaluation uses: with such a model
+    the last task's importance is still estimated (skipping it would change the model)."""
+    def with_norm(name, input_shape, n_outputs, widths):
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(np.prod(input_shape)), 16),
+                                   torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Linear(16, n_outputs))
+    monkeypatch.setattr("clbench.models.build_backbone", with_norm)
+    sc = small("class_il", n_tasks=2)
+    kept = _fit(MAS(epochs=1, importance_batch_size=32), sc, 2)
+    assert kept.tasks_done_ == 2
+    monkeypatch.setattr(SGDLearner, "later_tasks_follow", lambda self, task: task.task_id != 1)
+    skipped = _fit(MAS(epochs=1, importance_batch_size=32), sc, 2)
+    assert skipped.tasks_done_ == 1
+    assert not torch.equal(kept.model_[2].running_mean, skipped.model_[2].running_mean)
 
 
 def test_ewc_with_zero_lambda_is_finetuning():

@@ -79,20 +79,21 @@ class EWC(SGDLearner):
         return self.constant_ + (theta * (self.fisher_flat_ * theta - self.anchor2_flat_)).sum()
 
     def end_task(self, task: Task) -> None:
-        fisher = self.estimate_fisher()
-        theta = {n: p.detach().clone() for n, p in self.model_.named_parameters()}
-        if self.online:
-            self.fisher_ = {n: self.gamma * self.fisher_.get(n, 0.0) + f for n, f in fisher.items()}
-            self.anchor_ = {n: self.fisher_[n] * theta[n] for n in theta}
-            self.constant_ = sum((self.fisher_[n] * theta[n] ** 2).sum() for n in theta)
-        else:
-            for n, f in fisher.items():
-                self.fisher_[n] = self.fisher_.get(n, 0.0) + f
-                self.anchor_[n] = self.anchor_.get(n, 0.0) + f * theta[n]
-                self.constant_ = self.constant_ + (f * theta[n] ** 2).sum()
-        names = [n for n, _ in self.model_.named_parameters()]
-        self.fisher_flat_ = torch.cat([self.fisher_[n].reshape(-1) for n in names])
-        self.anchor2_flat_ = 2 * torch.cat([self.anchor_[n].reshape(-1) for n in names])
+        if self.later_tasks_follow(task):
+            fisher = self.estimate_fisher()
+            theta = {n: p.detach().clone() for n, p in self.model_.named_parameters()}
+            if self.online:
+                self.fisher_ = {n: self.gamma * self.fisher_.get(n, 0.0) + f for n, f in fisher.items()}
+                self.anchor_ = {n: self.fisher_[n] * theta[n] for n in theta}
+                self.constant_ = sum((self.fisher_[n] * theta[n] ** 2).sum() for n in theta)
+            else:
+                for n, f in fisher.items():
+                    self.fisher_[n] = self.fisher_.get(n, 0.0) + f
+                    self.anchor_[n] = self.anchor_.get(n, 0.0) + f * theta[n]
+                    self.constant_ = self.constant_ + (f * theta[n] ** 2).sum()
+            names = [n for n, _ in self.model_.named_parameters()]
+            self.fisher_flat_ = torch.cat([self.fisher_[n].reshape(-1) for n in names])
+            self.anchor2_flat_ = 2 * torch.cat([self.anchor_[n].reshape(-1) for n in names])
         super().end_task(task)
 
     def estimate_fisher(self) -> dict[str, torch.Tensor]:

@@ -67,13 +67,14 @@ class MAS(SGDLearner):
         return loss
 
     def end_task(self, task: Task) -> None:
-        omega = self.estimate_importance()
-        if self.tasks_done_ == 0 or self.accumulate == "sum":
-            self.omega_ = self.omega_ + omega
-        else:
-            self.omega_ = self.alpha * self.omega_ + (1 - self.alpha) * omega
-        self.anchor_ = self.flat_weights().detach().clone()
-        self.tasks_done_ += 1
+        if self.later_tasks_follow(task):
+            omega = self.estimate_importance()
+            if self.tasks_done_ == 0 or self.accumulate == "sum":
+                self.omega_ = self.omega_ + omega
+            else:
+                self.omega_ = self.alpha * self.omega_ + (1 - self.alpha) * omega
+            self.anchor_ = self.flat_weights().detach().clone()
+            self.tasks_done_ += 1
         super().end_task(task)
 
     def estimate_importance(self) -> torch.Tensor:
