@@ -80,21 +80,24 @@ class EWC(SGDLearner):
 
     def end_task(self, task: Task) -> None:
         if self.later_tasks_follow(task):
-            fisher = self.estimate_fisher()
-            theta = {n: p.detach().clone() for n, p in self.model_.named_parameters()}
-            if self.online:
-                self.fisher_ = {n: self.gamma * self.fisher_.get(n, 0.0) + f for n, f in fisher.items()}
-                self.anchor_ = {n: self.fisher_[n] * theta[n] for n in theta}
-                self.constant_ = sum((self.fisher_[n] * theta[n] ** 2).sum() for n in theta)
-            else:
-                for n, f in fisher.items():
-                    self.fisher_[n] = self.fisher_.get(n, 0.0) + f
-                    self.anchor_[n] = self.anchor_.get(n, 0.0) + f * theta[n]
-                    self.constant_ = self.constant_ + (f * theta[n] ** 2).sum()
-            names = [n for n, _ in self.model_.named_parameters()]
-            self.fisher_flat_ = torch.cat([self.fisher_[n].reshape(-1) for n in names])
-            self.anchor2_flat_ = 2 * torch.cat([self.anchor_[n].reshape(-1) for n in names])
+            self.consolidate(self.estimate_fisher())
         super().end_task(task)
+
+    def consolidate(self, fisher: dict[str, torch.Tensor]) -> None:
+        """Add the finished task's Fisher, anchored at the current weights, to the penalty's sums."""
+        theta = {n: p.detach().clone() for n, p in self.model_.named_parameters()}
+        if self.online:
+            self.fisher_ = {n: self.gamma * self.fisher_.get(n, 0.0) + f for n, f in fisher.items()}
+            self.anchor_ = {n: self.fisher_[n] * theta[n] for n in theta}
+            self.constant_ = sum((self.fisher_[n] * theta[n] ** 2).sum() for n in theta)
+        else:
+            for n, f in fisher.items():
+                self.fisher_[n] = self.fisher_.get(n, 0.0) + f
+                self.anchor_[n] = self.anchor_.get(n, 0.0) + f * theta[n]
+                self.constant_ = self.constant_ + (f * theta[n] ** 2).sum()
+        names = [n for n, _ in self.model_.named_parameters()]
+        self.fisher_flat_ = torch.cat([self.fisher_[n].reshape(-1) for n in names])
+        self.anchor2_flat_ = 2 * torch.cat([self.anchor_[n].reshape(-1) for n in names])
 
     def estimate_fisher(self) -> dict[str, torch.Tensor]:
         """Diagonal Fisher: the mean over samples of the squared per-sample gradient of log p(label|x)."""

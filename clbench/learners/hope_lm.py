@@ -115,8 +115,10 @@ class HopeLM(Hope):
         starts = list(range(0, T, self.unit))
         stop = state["position"] + (starts[-1] if final else T)   # a final read learns nothing from its last unit
         pending: list[Any] = [None] * n_context     # per level: the loss read since its last step
+        periods = self.context_periods[:n_context]
         for i, t0 in enumerate(starts):
-            last = final and i == len(starts) - 1
+            end = i == len(starts) - 1                               # the sequence's last unit
+            last = final and end
             span = slice(t0, t0 + self.unit)
             logits = model.forward_unit(x[:, span], state, final=last)
             n = logits.shape[1]
@@ -132,11 +134,11 @@ class HopeLM(Hope):
                 # is the gradient of their summed loss: one backward pass when the level steps (or
                 # the sequence, and the graph with it, ends), not one per unit over a growing graph.
                 # A level that cannot step again before a final read ends takes no gradient at all.
-                position, unit_loss, end = state["position"], per_seq.sum(), i == len(starts) - 1
-                for level, period in enumerate(self.context_periods[:n_context]):
+                position, unit_loss = state["position"], per_seq.sum()
+                for level, period in enumerate(periods):
                     if not final or -(-position // period) * period <= stop:
                         pending[level] = unit_loss if pending[level] is None else pending[level] + unit_loss
-                for level, period in enumerate(self.context_periods[:n_context]):
+                for level, period in enumerate(periods):
                     if pending[level] is not None and (end or position % period == 0):
                         loss, pending[level] = pending[level], None
                         # at the end of a read nothing it steps reaches the outer loss: no graph to keep
@@ -144,7 +146,7 @@ class HopeLM(Hope):
                                                and not end, keep_graph=outer or any(p is not None for p in pending))
             if not outer and all(loss is None for loss in pending):
                 # evaluation: nothing flows back, so cut the graph; a carried read's end is a boundary
-                state.update(detached(state, boundary=not final and i == len(starts) - 1))
+                state.update(detached(state, boundary=not final and end))
         return total, logits_all
 
     def _learn_in_context(self, state: dict[str, Any], level: int, loss: torch.Tensor, differentiable: bool,

@@ -68,14 +68,17 @@ class MAS(SGDLearner):
 
     def end_task(self, task: Task) -> None:
         if self.later_tasks_follow(task):
-            omega = self.estimate_importance()
-            if self.tasks_done_ == 0 or self.accumulate == "sum":
-                self.omega_ = self.omega_ + omega
-            else:
-                self.omega_ = self.alpha * self.omega_ + (1 - self.alpha) * omega
-            self.anchor_ = self.flat_weights().detach().clone()
-            self.tasks_done_ += 1
+            self.consolidate(self.estimate_importance())
         super().end_task(task)
+
+    def consolidate(self, omega: torch.Tensor) -> None:
+        """Fold the finished task's Ω into the penalty's and anchor it at the current weights."""
+        if self.tasks_done_ == 0 or self.accumulate == "sum":
+            self.omega_ = self.omega_ + omega
+        else:
+            self.omega_ = self.alpha * self.omega_ + (1 - self.alpha) * omega
+        self.anchor_ = self.flat_weights().detach().clone()
+        self.tasks_done_ += 1
 
     def estimate_importance(self) -> torch.Tensor:
         """Ω of the current task as one vector over all weights."""
